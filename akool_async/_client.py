@@ -1,0 +1,180 @@
+"""``AkoolClient``: owns the session, the create limit and the shared poller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import warnings
+from types import TracebackType
+from typing import Any
+
+from ._auth import REDACTED, ApiKeyAuth, Auth, TokenAuth
+from ._constants import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_CREATES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WAIT_TIMEOUT,
+)
+from ._errors import AkoolResponseError, AkoolValueError
+from ._polling import Poller, PollPolicy
+from ._resources.account import Account
+from ._resources.ai_models import AIModels
+from ._resources.image_to_video import ImageToVideo
+from ._transport import TOKEN_PATH, RetryPolicy, Transport
+
+
+class AkoolClient:
+    """An asyncio client for AKOOL's Image-to-Video API.
+
+    Use it with ``async with AkoolClient(...) as client:`` or call ``await client.aclose()``.
+    One ``aiohttp`` session and one poller per client; share the client across tasks.
+
+    Args:
+        api_key: the console API key (sent as ``x-api-key``); defaults to ``$AKOOL_API_KEY``.
+        client_id: needed for webhook verification, or with ``client_secret`` alone for the
+            legacy token flow (a token is fetched once and refreshed on code 1101).
+        client_secret: the legacy secret (the same value as the API key); defaults to
+            ``api_key`` for webhook decryption.
+        base_url: the API root (point it at ``FakeAkoolServer.url`` in tests).
+        timeout: seconds for one HTTP request, answer included.
+        connect_timeout: seconds to establish a connection.
+        retry: when to retry failed requests (creates only when AKOOL surely did not act).
+        poll: how the shared poller schedules results calls.
+        wait_timeout: how long ``await handle`` waits by default (``None``: forever).
+        max_concurrent_creates: create requests in flight at once, across all tasks.
+
+    Raises:
+        AkoolValueError: no credentials were given or found, or a setting is invalid.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        max_concurrent_creates: int = DEFAULT_MAX_CONCURRENT_CREATES,
+    ) -> None:
+        if api_key is None and not (client_id and client_secret):
+            api_key = os.environ.get(API_KEY_ENV) or None
+        for name, value in (
+            ("api_key", api_key),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise AkoolValueError(f"{name}: must be a non-empty string")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise AkoolValueError(f"base_url: must be an http(s) URL, got {base_url!r}")
+        if isinstance(max_concurrent_creates, bool) or not (
+            isinstance(max_concurrent_creates, int) and max_concurrent_creates >= 1
+        ):
+            raise AkoolValueError("max_concurrent_creates: must be a positive integer")
+        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if not isinstance(seconds, (int, float)) or seconds <= 0:
+                raise AkoolValueError(f"{name}: must be a positive number of seconds")
+        if wait_timeout is not None and (
+            not isinstance(wait_timeout, (int, float)) or wait_timeout <= 0
+        ):
+            raise AkoolValueError("wait_timeout: must be a positive number of seconds or None")
+
+        self.client_id = client_id
+        # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
+        self._client_secret = client_secret or api_key
+        self._transport = Transport(
+            base_url=base_url,
+            auth=None,
+            retry=retry or RetryPolicy(),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        auth: Auth
+        if api_key is not None:
+            auth = ApiKeyAuth(api_key)
+        elif client_id and client_secret:
+            auth = TokenAuth(client_id, client_secret, self._fetch_token)
+        else:
+            raise AkoolValueError(
+                f"no credentials: pass api_key=..., set ${API_KEY_ENV}, "
+                "or pass client_id and client_secret"
+            )
+        self._transport.auth = auth
+        self._poller = Poller(self._transport, poll or PollPolicy(), wait_timeout)
+        self._create_slots = asyncio.Semaphore(max_concurrent_creates)
+        self.max_concurrent_creates = max_concurrent_creates
+        self.models = AIModels(self)
+        self.image_to_video = ImageToVideo(self)
+        self.account = Account(self)
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._transport.base_url
+
+    @property
+    def poller(self) -> Poller:
+        """The shared poller (``client.poller.statistics()`` tells what it did)."""
+        return self._poller
+
+    @property
+    def closed(self) -> bool:
+        """True after ``aclose()``."""
+        return self._transport.closed
+
+    async def _fetch_token(self, client_id: str, client_secret: str) -> str:
+        envelope = await self._transport.request(
+            "POST",
+            TOKEN_PATH,
+            json={"clientId": client_id, "clientSecret": client_secret},
+            authenticated=False,
+        )
+        token = envelope.get("token")
+        if not isinstance(token, str) or not token:
+            raise AkoolResponseError(
+                "getToken answered without a token", method="POST", path=TOKEN_PATH
+            )
+        return token
+
+    async def __aenter__(self) -> AkoolClient:
+        self._transport.session()  # raises ClientClosedError when closed
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the poller, fail pending handles with ClientClosedError, close the session.
+
+        Idempotent. If the poller crashed, its exception is re-raised here.
+        """
+        try:
+            await self._poller.aclose()
+        finally:
+            await self._transport.aclose()
+
+    def __repr__(self) -> str:
+        auth = "api_key" if isinstance(self._transport.auth, ApiKeyAuth) else "token"
+        state = "closed" if self.closed else "open"
+        return f"<AkoolClient base_url={self.base_url!r} auth={auth} {REDACTED} {state}>"
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        transport = getattr(self, "_transport", None)
+        if transport is not None and transport.opened:
+            _warn(
+                f"unclosed {self!r}: use 'async with AkoolClient()' or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )

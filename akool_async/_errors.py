@@ -1,0 +1,229 @@
+"""Every error akool_async raises.
+
+The hierarchy::
+
+    AkoolError
+    ├── AkoolValueError (also ValueError)          bad input, raised before any request is sent
+    ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
+    ├── AkoolConnectionError                       the request never got an answer
+    │   └── AkoolTimeoutError (also TimeoutError)  a request or a wait ran out of time
+    ├── CreateOutcomeUnknownError                  a create was sent, its answer lost: NOT resent
+    ├── AkoolResponseError                         the answer did not fit the documented shape
+    ├── AkoolAPIError                              AKOOL answered code != 1000, or a non-2xx status
+    │   ├── AuthenticationError                    1101, 1102, 1109, 1200
+    │   ├── RateLimitError                         1005, HTTP 429
+    │   ├── InsufficientCreditsError               1006, 1103, 1104
+    │   ├── PermissionDeniedError                  1009, 1213, 1221
+    │   ├── NotFoundError                          1008, 1014, or an id AKOOL stopped knowing
+    │   ├── UpstreamError                          1015, 1205, HTTP 5xx
+    │   └── ValidationError                        1003
+    ├── VideoFailedError                           a video ended with status 4
+    └── WebhookVerificationError                   a webhook body failed verification or decryption
+
+Messages never contain an API key, client secret or token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import Video, VideoStatus
+
+
+class AkoolError(Exception):
+    """Base class of every error raised by akool_async."""
+
+
+class AkoolValueError(AkoolError, ValueError):
+    """An argument is invalid; raised before any request is sent."""
+
+
+class ClientClosedError(AkoolError, RuntimeError):
+    """The client was used after ``aclose()``, or closed while a handle was waiting."""
+
+
+class AkoolConnectionError(AkoolError):
+    """The request could not be completed at the transport level (refused, reset, DNS, ...)."""
+
+    def __init__(self, message: str, *, method: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+
+
+class AkoolTimeoutError(AkoolConnectionError, TimeoutError):
+    """A request or a wait ran out of time.
+
+    For a wait, ``video_id`` and ``last_status`` say which video and how far it got; the
+    video itself is unaffected and its handle can be awaited again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        video_id: str | None = None,
+        last_status: VideoStatus | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.video_id = video_id
+        self.last_status = last_status
+
+
+class CreateOutcomeUnknownError(AkoolError):
+    """A create request may have reached AKOOL, but no usable answer came back.
+
+    AKOOL has no idempotency key, so the SDK never resends such a request: it may already
+    have created (and charged for) videos. ``request`` holds the fields that were sent
+    (never the key), so the caller can look for the videos before deciding to resubmit.
+    """
+
+    def __init__(self, message: str, *, path: str, request: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.path = path
+        self.request = dict(request)
+
+
+class AkoolResponseError(AkoolError):
+    """AKOOL's answer could not be read: not JSON, not an envelope, or not the documented shape."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        http_status: int | None = None,
+        body: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.http_status = http_status
+        self.body = body
+
+
+class AkoolAPIError(AkoolError):
+    """AKOOL refused the request: a business ``code`` other than 1000, or a non-2xx HTTP status.
+
+    Attributes:
+        code: AKOOL's business code (``None`` for an HTTP-level error without an envelope).
+        msg: AKOOL's free-text message (never branch on it).
+        http_status: the HTTP status of the answer.
+        method, path: the request that failed.
+        request_id: AKOOL's request id header, when the answer had one.
+        retry_after: seconds the server asked us to wait (HTTP ``Retry-After``), if any.
+    """
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        body: object = None,
+    ) -> None:
+        self.code = code
+        self.msg = msg
+        self.http_status = http_status
+        self.method = method
+        self.path = path
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.body = body
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        head = f"[{self.code}] " if self.code is not None else f"[HTTP {self.http_status}] "
+        where = f" ({self.method} {self.path})" if self.method and self.path else ""
+        rid = f" request_id={self.request_id}" if self.request_id else ""
+        return f"{head}{self.msg}{where}{rid}"
+
+
+class AuthenticationError(AkoolAPIError):
+    """The key or token was refused (1101, 1102, 1109) or the account is banned (1200)."""
+
+
+class RateLimitError(AkoolAPIError):
+    """AKOOL asked us to slow down (code 1005 or HTTP 429)."""
+
+
+class InsufficientCreditsError(AkoolAPIError):
+    """Not enough credit, or the account is unpaid (1006, 1103, 1104)."""
+
+
+class PermissionDeniedError(AkoolAPIError):
+    """No permission or a subscription is required (1009, 1213, 1221)."""
+
+
+class NotFoundError(AkoolAPIError):
+    """The resource does not exist (1008, 1014), or AKOOL stopped reporting a video id."""
+
+
+class UpstreamError(AkoolAPIError):
+    """AKOOL failed on its side (1015, 1205, HTTP 5xx); usually worth trying later."""
+
+
+class ValidationError(AkoolAPIError):
+    """AKOOL rejected a parameter (1003)."""
+
+
+class VideoFailedError(AkoolError):
+    """A video ended with status 4 (failed). ``video`` holds the whole result item."""
+
+    def __init__(self, video: Video) -> None:
+        super().__init__(f"video {video.id} failed (status 4)")
+        self.video = video
+
+
+class WebhookVerificationError(AkoolError):
+    """A webhook body failed verification, decryption or parsing.
+
+    The message names the check that failed, never the secret or the payload.
+    """
+
+
+_CODE_FAMILIES: dict[int, type[AkoolAPIError]] = {
+    1003: ValidationError,
+    1005: RateLimitError,
+    1006: InsufficientCreditsError,
+    1104: InsufficientCreditsError,
+    1103: InsufficientCreditsError,
+    1008: NotFoundError,
+    1014: NotFoundError,
+    1009: PermissionDeniedError,
+    1213: PermissionDeniedError,
+    1221: PermissionDeniedError,
+    1015: UpstreamError,
+    1205: UpstreamError,
+    1101: AuthenticationError,
+    1102: AuthenticationError,
+    1109: AuthenticationError,
+    1200: AuthenticationError,
+}
+
+
+def error_class_for_code(code: int) -> type[AkoolAPIError]:
+    """The error family of an AKOOL business code (``AkoolAPIError`` when unknown)."""
+    return _CODE_FAMILIES.get(code, AkoolAPIError)
+
+
+def error_class_for_http_status(status: int) -> type[AkoolAPIError]:
+    """The error family of a non-2xx HTTP status."""
+    if status == 429:
+        return RateLimitError
+    if status in (401, 403):
+        return AuthenticationError if status == 401 else PermissionDeniedError
+    if status == 404:
+        return NotFoundError
+    if status >= 500:
+        return UpstreamError
+    return AkoolAPIError

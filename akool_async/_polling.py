@@ -1,0 +1,544 @@
+"""The shared poller and the ``TaskHandle`` each video gets.
+
+One poller task per client asks for every pending id together: each tick sends the due ids
+in ``resultsByIds`` calls of at most ``max_ids_per_request`` ids, so N pending videos cost
+ceil(N / 50) requests per tick, never N. Ids are scheduled by age (a fresh id is checked
+soon, an old one rarely); a rate limit slows the whole poller down.
+
+Failure never hangs a waiter: a permanent error (bad credentials) fails every waiting
+handle, and if the poller itself dies every waiting handle receives that exception and
+``AkoolClient.aclose()`` re-raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Generator, Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from ._constants import (
+    DEFAULT_MAX_IDS_PER_POLL,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_MISSING_POLLS,
+    DEFAULT_POLL_INTERVAL,
+)
+from ._errors import (
+    AkoolAPIError,
+    AkoolConnectionError,
+    AkoolError,
+    AkoolResponseError,
+    AkoolTimeoutError,
+    AuthenticationError,
+    ClientClosedError,
+    NotFoundError,
+    RateLimitError,
+    UpstreamError,
+    VideoFailedError,
+)
+from ._models import Video, VideoStatus, structure
+from ._transport import Transport
+
+logger = logging.getLogger("akool_async")
+
+RESULTS_PATH: Final = "/api/open/v4/image2Video/resultsByIds"
+#: Errors after which the ids stay pending and polling backs off.
+_TRANSIENT: Final = (AkoolConnectionError, UpstreamError, RateLimitError, AkoolResponseError)
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: Marks "use the client's default wait timeout"; ``None`` means wait forever.
+DEFAULT: Final = _Default()
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How the shared poller schedules ``resultsByIds`` calls.
+
+    An id is first polled ``initial_delay`` seconds after it is tracked, then after
+    ``interval``, growing by ``multiplier`` per poll up to ``max_interval`` (ids are checked
+    less often as they age). Ids due within half an ``interval`` of a tick join it, so ids
+    created close together share requests. A rate limit (code 1005, HTTP 429) multiplies every
+    delay by up to ``max_slowdown`` and honours ``Retry-After``; each clean tick halves the
+    slowdown again.
+
+    Attributes:
+        max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
+        max_concurrent_requests: results calls in flight at once within one tick.
+        missing_polls: consecutive answers an id may be missing from before NotFoundError.
+        jitter: each sleep is stretched by up to this fraction, so clients do not synchronise.
+    """
+
+    initial_delay: float = attrs.field(
+        default=DEFAULT_POLL_INTERVAL, validator=attrs.validators.ge(0)
+    )
+    interval: float = attrs.field(default=DEFAULT_POLL_INTERVAL, validator=attrs.validators.gt(0))
+    max_interval: float = attrs.field(
+        default=DEFAULT_MAX_POLL_INTERVAL, validator=attrs.validators.gt(0)
+    )
+    multiplier: float = attrs.field(default=1.5, validator=attrs.validators.ge(1))
+    jitter: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    max_ids_per_request: int = attrs.field(
+        default=DEFAULT_MAX_IDS_PER_POLL, validator=attrs.validators.ge(1)
+    )
+    max_concurrent_requests: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    missing_polls: int = attrs.field(
+        default=DEFAULT_MISSING_POLLS, validator=attrs.validators.ge(0)
+    )
+    max_slowdown: float = attrs.field(default=8.0, validator=attrs.validators.ge(1))
+    webhook_interval: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+
+    def delay(self, polls: int, *, webhook: bool = False) -> float:
+        """Seconds until the next poll of an id already polled ``polls`` times.
+
+        Ids created with a ``webhook_url`` are polled at most every ``webhook_interval``:
+        the webhook is the fast path, polling only the backstop for lost deliveries.
+        """
+        if polls <= 0:
+            delay = self.initial_delay
+        else:
+            # min() on the exponent: multiplier ** polls overflows for very old ids.
+            delay = min(self.max_interval, self.interval * self.multiplier ** min(polls - 1, 64))
+        return max(delay, self.webhook_interval) if webhook else delay
+
+
+@attrs.frozen(kw_only=True)
+class PollerStatistics:
+    """A snapshot of the poller's work (``client.poller.statistics()``).
+
+    Attributes:
+        pending: ids being tracked now.
+        ticks: polling rounds run.
+        requests: ``resultsByIds`` calls sent (failed ones included).
+        ids_polled: ids asked for, summed over all requests.
+        max_ids_per_request: the most ids one request carried.
+        failed_requests: results calls that ended in an error after retries.
+        rate_limited: rate-limit answers seen (code 1005 or HTTP 429).
+        slowdown: the current delay multiplier (1.0 when not rate limited).
+    """
+
+    pending: int
+    ticks: int
+    requests: int
+    ids_polled: int
+    max_ids_per_request: int
+    failed_requests: int
+    rate_limited: int
+    slowdown: float
+
+    @property
+    def mean_ids_per_request(self) -> float:
+        """Average ids per results call (0.0 before the first)."""
+        return self.ids_polled / self.requests if self.requests else 0.0
+
+
+class _Entry:
+    """What the poller knows about one id. Handles for the same id share one entry."""
+
+    __slots__ = ("future", "id", "missing", "next_due", "polls", "status", "video", "webhook")
+
+    def __init__(
+        self, video_id: str, future: asyncio.Future[Video], due: float, webhook: bool
+    ) -> None:
+        self.id = video_id
+        self.webhook = webhook
+        self.future = future
+        self.status: VideoStatus | None = None
+        self.video: Video | None = None
+        self.polls = 0
+        self.missing = 0
+        self.next_due = due
+
+
+class TaskHandle:
+    """One video being generated. ``await handle`` returns the finished ``Video``.
+
+    ``await handle`` waits up to the client's ``wait_timeout``; ``handle.wait(timeout=...)``
+    chooses (``None`` waits forever). A timed-out or cancelled wait leaves the video, its
+    id and the other waiters untouched: await the handle again later.
+    """
+
+    __slots__ = ("_entry", "_poller")
+
+    def __init__(self, poller: Poller, entry: _Entry) -> None:
+        self._poller = poller
+        self._entry = entry
+
+    @property
+    def id(self) -> str:
+        """The video's ``_id``: save it to re-attach later with ``image_to_video.handle(id)``."""
+        return self._entry.id
+
+    @property
+    def status(self) -> VideoStatus | None:
+        """The last status seen (``None`` for a re-attached id not yet polled)."""
+        return self._entry.status
+
+    @property
+    def video(self) -> Video | None:
+        """The last result item seen for this id, if any."""
+        return self._entry.video
+
+    def done(self) -> bool:
+        """True once the video completed or failed, or the handle failed with an error."""
+        return self._entry.future.done()
+
+    def result_nowait(self) -> Video:
+        """The finished ``Video`` without waiting.
+
+        Raises:
+            asyncio.InvalidStateError: the video is not finished yet.
+            VideoFailedError: the video failed (and any error a wait would raise).
+        """
+        return self._entry.future.result()
+
+    async def wait(self, timeout: float | _Default | None = DEFAULT) -> Video:
+        """Wait for the video to finish.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits forever; by default the client's
+                ``wait_timeout``.
+
+        Returns:
+            The completed ``Video`` (status 3, ``video_url`` set).
+
+        Raises:
+            VideoFailedError: the video ended with status 4.
+            AkoolTimeoutError: ``timeout`` passed first; the handle stays usable.
+            NotFoundError: AKOOL stopped reporting the id.
+            ClientClosedError: the client was closed while waiting.
+        """
+        future = self._entry.future
+        if future.done():
+            return future.result()
+        seconds = self._poller.wait_timeout if isinstance(timeout, _Default) else timeout
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                # shield: cancelling this wait must not cancel the future other waiters share.
+                return await asyncio.shield(future)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            status = self._entry.status
+            raise AkoolTimeoutError(
+                f"video {self.id} not finished after {seconds}s (last status: "
+                f"{status.name if status else 'unknown'}); it is still tracked, wait again",
+                video_id=self.id,
+                last_status=status,
+            ) from None
+
+    def __await__(self) -> Generator[Any, None, Video]:
+        return self.wait().__await__()
+
+    def __repr__(self) -> str:
+        status = self._entry.status
+        return f"<TaskHandle id={self.id} status={status.name if status else None}>"
+
+
+def _resolve(entry: _Entry, video: Video) -> None:
+    if entry.future.done():
+        return
+    if video.status is VideoStatus.COMPLETED:
+        entry.future.set_result(video)
+    else:
+        _fail(entry, VideoFailedError(video))
+
+
+def _fail(entry: _Entry, exc: BaseException) -> None:
+    if not entry.future.done():
+        entry.future.set_exception(exc)
+        # Mark it retrieved: nobody may be awaiting this handle, and that is fine.
+        entry.future.exception()
+
+
+class Poller:
+    """The one background task per client that polls every pending id together."""
+
+    def __init__(
+        self, transport: Transport, policy: PollPolicy, wait_timeout: float | None
+    ) -> None:
+        self._transport = transport
+        self.policy = policy
+        self.wait_timeout = wait_timeout
+        self._entries: dict[str, _Entry] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._planned_wake = math.inf
+        self._not_before = 0.0
+        self._slowdown = 1.0
+        self._failures = 0
+        self._crashed: BaseException | None = None
+        self._closed = False
+        self._ticks = 0
+        self._requests = 0
+        self._ids_polled = 0
+        self._max_ids = 0
+        self._failed_requests = 0
+        self._rate_limited = 0
+
+    # --- tracking ---------------------------------------------------------------------------
+
+    def track(
+        self, video_id: str, *, status: VideoStatus | None = None, webhook: bool = False
+    ) -> TaskHandle:
+        """A handle for ``video_id``, polled until it finishes (shared with other handles).
+
+        ``webhook``: a webhook will report this id, so polling is only the slow backstop.
+        """
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        entry = self._entries.get(video_id)
+        if entry is None:
+            loop = asyncio.get_running_loop()
+            due = loop.time() + self.policy.delay(0, webhook=webhook)
+            entry = _Entry(video_id, loop.create_future(), due, webhook)
+            entry.status = status
+            if self._crashed is not None:
+                _fail(entry, self._crashed)
+                return TaskHandle(self, entry)
+            self._entries[video_id] = entry
+            if due < self._planned_wake:
+                self._wakeup.set()
+            if self._task is None:
+                self._task = asyncio.create_task(self._run(), name="akool-async-poller")
+        return TaskHandle(self, entry)
+
+    def update(self, video: Video) -> bool:
+        """Apply news about a video from outside the poller (a webhook).
+
+        Returns True when a tracked handle finished because of it. A status never goes
+        backwards: an older status arriving late is ignored.
+        """
+        entry = self._entries.get(video.id)
+        if entry is None:
+            return False
+        self._apply(entry, video, asyncio.get_running_loop().time())
+        return entry.future.done()
+
+    def pending_ids(self) -> list[str]:
+        """The ids being polled now."""
+        return list(self._entries)
+
+    def statistics(self) -> PollerStatistics:
+        """A snapshot of the work done so far."""
+        return PollerStatistics(
+            pending=len(self._entries),
+            ticks=self._ticks,
+            requests=self._requests,
+            ids_polled=self._ids_polled,
+            max_ids_per_request=self._max_ids,
+            failed_requests=self._failed_requests,
+            rate_limited=self._rate_limited,
+            slowdown=self._slowdown,
+        )
+
+    async def aclose(self) -> None:
+        """Stop polling; fail pending handles with ClientClosedError; re-raise a crash."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                # Our own cancel() finished the task; a cancel of aclose() itself re-raises.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        self._fail_all(ClientClosedError("the client was closed while this video was pending"))
+        if self._crashed is not None:
+            raise self._crashed
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not self._entries:
+                    self._planned_wake = math.inf
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                now = loop.time()
+                start = max(min(e.next_due for e in self._entries.values()), self._not_before)
+                if start > now:
+                    self._planned_wake = start
+                    self._wakeup.clear()
+                    sleep = (start - now) * (1 + random.uniform(0, self.policy.jitter))
+                    try:
+                        async with asyncio.timeout(sleep):
+                            await self._wakeup.wait()
+                    except TimeoutError:
+                        pass
+                    continue
+                await self._tick(loop.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Never log-and-drop: every waiter gets the exception, aclose() re-raises it.
+            crash = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
+            logger.error("the akool_async poller crashed: %r", crash)
+            self._crashed = crash
+            self._fail_all(crash)
+
+    async def _tick(self, now: float) -> None:
+        horizon = now + self.policy.interval / 2
+        due = [e for e in self._entries.values() if e.next_due <= horizon]
+        size = self.policy.max_ids_per_request
+        chunks = [due[i : i + size] for i in range(0, len(due), size)]
+        self._ticks += 1
+        rate_limited_before = self._rate_limited
+        limit = asyncio.Semaphore(self.policy.max_concurrent_requests)
+        async with asyncio.TaskGroup() as group:
+            for chunk in chunks:
+                group.create_task(self._poll(chunk, limit))
+        if self._rate_limited == rate_limited_before:
+            self._slowdown = max(1.0, self._slowdown / 2)
+
+    async def _poll(self, chunk: list[_Entry], limit: asyncio.Semaphore) -> None:
+        async with limit:
+            # An entry may have finished (webhook) while this chunk waited for the semaphore.
+            chunk = [e for e in chunk if not e.future.done()]
+            if not chunk:
+                return
+            self._requests += 1
+            self._ids_polled += len(chunk)
+            self._max_ids = max(self._max_ids, len(chunk))
+            try:
+                envelope = await self._transport.request(
+                    "POST",
+                    RESULTS_PATH,
+                    # One comma-separated string, not a list (akool-api.md §3).
+                    json={"_ids": ",".join(e.id for e in chunk)},
+                    on_retry=self._note_retry,
+                )
+                items = _result_items(envelope)
+            except AkoolError as exc:
+                self._failed_requests += 1
+                self._handle_error(chunk, exc)
+                return
+        self._failures = 0
+        now = asyncio.get_running_loop().time()
+        by_id: dict[str, Mapping[str, Any]] = {}
+        for item in items:
+            if isinstance(item, Mapping) and isinstance(item.get("_id"), str):
+                by_id[item["_id"]] = item
+        for entry in chunk:
+            item = by_id.get(entry.id)
+            if item is None:
+                self._missing([entry], now)
+                continue
+            entry.missing = 0
+            if item.get("status") == entry.status and entry.video is not None:
+                self._reschedule(entry, now)
+                continue
+            try:
+                video = structure(item, Video, where=RESULTS_PATH)
+            except AkoolResponseError as exc:
+                self._finish(entry, exc)
+                continue
+            self._apply(entry, video, now)
+
+    def _apply(self, entry: _Entry, video: Video, now: float) -> None:
+        if entry.future.done():
+            return
+        if entry.status is not None and video.status < entry.status:
+            return
+        entry.status = video.status
+        entry.video = video
+        if video.status.is_terminal:
+            self._entries.pop(entry.id, None)
+            _resolve(entry, video)
+        else:
+            self._reschedule(entry, now)
+
+    def _reschedule(self, entry: _Entry, now: float) -> None:
+        entry.polls += 1
+        entry.next_due = (
+            now + self.policy.delay(entry.polls, webhook=entry.webhook) * self._slowdown
+        )
+
+    def _missing(self, chunk: Iterable[_Entry], now: float) -> None:
+        for entry in chunk:
+            entry.missing += 1
+            if entry.missing > self.policy.missing_polls:
+                self._finish(
+                    entry,
+                    NotFoundError(
+                        f"video {entry.id} is unknown to AKOOL (missing from "
+                        f"{entry.missing} results answers in a row)",
+                        method="POST",
+                        path=RESULTS_PATH,
+                    ),
+                )
+            else:
+                self._reschedule(entry, now)
+
+    def _finish(self, entry: _Entry, exc: BaseException) -> None:
+        self._entries.pop(entry.id, None)
+        _fail(entry, exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        entries, self._entries = self._entries, {}
+        for entry in entries.values():
+            _fail(entry, exc)
+
+    def _note_retry(self, exc: BaseException) -> None:
+        if isinstance(exc, RateLimitError):
+            self._rate_limited += 1
+            self._slowdown = min(self.policy.max_slowdown, self._slowdown * 2)
+            wait = exc.retry_after if exc.retry_after is not None else self.policy.interval
+            self._not_before = max(
+                self._not_before, asyncio.get_running_loop().time() + wait * self._slowdown
+            )
+
+    def _handle_error(self, chunk: list[_Entry], exc: AkoolError) -> None:
+        now = asyncio.get_running_loop().time()
+        if isinstance(exc, AuthenticationError):
+            # Bad credentials or a banned account: no later poll can succeed.
+            logger.error("polling stopped: %s", exc)
+            self._fail_all(exc)
+        elif isinstance(exc, NotFoundError):
+            self._missing(chunk, now)
+        elif isinstance(exc, _TRANSIENT):
+            if isinstance(exc, RateLimitError):
+                self._note_retry(exc)
+            self._failures += 1
+            backoff = min(
+                self.policy.max_interval, self.policy.interval * 2 ** min(self._failures, 16)
+            )
+            logger.warning(
+                "results call failed (%s); %d ids stay pending, next try in %.1fs",
+                exc,
+                len(chunk),
+                backoff,
+            )
+            self._not_before = max(self._not_before, now + backoff)
+            for entry in chunk:
+                entry.next_due = max(entry.next_due, now + backoff)
+        elif isinstance(exc, AkoolAPIError):
+            # AKOOL refused these ids for good (e.g. 1003 too many ids, 1009 no permission).
+            for entry in chunk:
+                self._finish(entry, exc)
+        else:
+            raise exc
+
+
+def _result_items(envelope: Mapping[str, Any]) -> list[Any]:
+    data = envelope.get("data")
+    result = data.get("result") if isinstance(data, Mapping) else None
+    if not isinstance(result, list):
+        raise AkoolResponseError(
+            "resultsByIds answered without a data.result list", method="POST", path=RESULTS_PATH
+        )
+    return result

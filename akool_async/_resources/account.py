@@ -1,0 +1,34 @@
+"""Account endpoints: the credit balance."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from .._errors import AkoolResponseError
+
+if TYPE_CHECKING:
+    from .._client import AkoolClient
+
+CREDITS_PATH: Final = "/api/open/v3/faceswap/quota/info"
+
+
+class Account:
+    """``client.account``: the account's credit balance."""
+
+    def __init__(self, client: AkoolClient) -> None:
+        self._client = client
+
+    async def credits(self) -> float:
+        """The remaining credit balance.
+
+        Raises:
+            AkoolResponseError: the answer had no numeric ``data.credit``.
+        """
+        envelope = await self._client._transport.request("GET", CREDITS_PATH)
+        data = envelope.get("data")
+        credit = data.get("credit") if isinstance(data, dict) else None
+        if isinstance(credit, bool) or not isinstance(credit, (int, float)):
+            raise AkoolResponseError(
+                "quota/info answered without a numeric data.credit", method="GET", path=CREDITS_PATH
+            )
+        return float(credit)

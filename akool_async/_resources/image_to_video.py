@@ -1,0 +1,318 @@
+"""Image-to-video endpoints: create, results, effects, audio replacement, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from .._errors import AkoolResponseError, AkoolValueError, CreateOutcomeUnknownError
+from .._models import (
+    Batch,
+    DeleteResult,
+    Effect,
+    Video,
+    VideoRequest,
+    require_text,
+    require_url,
+    structure,
+)
+from .._polling import RESULTS_PATH, TaskHandle
+
+if TYPE_CHECKING:
+    from .._client import AkoolClient
+
+_BASE: Final = "/api/open/v4/image2Video"
+BATCH_PATH: Final = f"{_BASE}/createBySourcePrompt/batch"
+CREATE_PATH: Final = f"{_BASE}/createBySourcePrompt"
+EFFECTS_PATH: Final = f"{_BASE}/effects"
+AUDIO_PATH: Final = f"{_BASE}/updateVideoAudio"
+DELETE_PATH: Final = f"{_BASE}/delbyids"
+
+_AUDIO_TYPES: Final = {1: "AI", 2: "upload", 3: "none"}
+
+
+def check_ids(ids: Iterable[str] | str) -> list[str]:
+    """Validate and de-duplicate video ids (order kept)."""
+    if isinstance(ids, str):
+        ids = [ids]
+    out: dict[str, None] = {}
+    for video_id in ids:
+        # Ids travel as one comma-separated string: a comma or space inside one would split it.
+        if not isinstance(video_id, str) or not video_id or any(c in video_id for c in ", \t\n"):
+            raise AkoolValueError(
+                f"video id: must be a non-empty string without commas, got {video_id!r:.80}"
+            )
+        out[video_id] = None
+    if not out:
+        raise AkoolValueError("ids: at least one video id is required")
+    return list(out)
+
+
+def _created_videos(envelope: Mapping[str, Any], request: Mapping[str, Any], path: str) -> Any:
+    """``data`` of a create answer; an unreadable one means the outcome is unknown."""
+    data = envelope.get("data")
+    if not isinstance(data, Mapping):
+        raise CreateOutcomeUnknownError(
+            "create answered code 1000 without data: videos may exist that we cannot name",
+            path=path,
+            request=request,
+        )
+    return data
+
+
+class ImageToVideo:
+    """``client.image_to_video``: create videos and follow them to completion."""
+
+    def __init__(self, client: AkoolClient) -> None:
+        self._client = client
+
+    async def create_batch(
+        self,
+        *,
+        image_url: str,
+        prompt: str,
+        resolution: str,
+        video_length: int,
+        model_name: str | None = None,
+        negative_prompt: str | None = None,
+        extend_prompt: bool | None = None,
+        last_image_url: str | None = None,
+        generate_audio: bool | None = None,
+        count: int = 1,
+        webhook_url: str | None = None,
+    ) -> Batch:
+        """Start 1-10 videos from one image and prompt.
+
+        Args:
+            image_url: the image to animate (PNG/JPEG, absolute http(s) URL).
+            prompt: how to animate it.
+            resolution: one of the model's resolutions, e.g. ``"720p"``.
+            video_length: seconds, one of the model's durations.
+            count: videos to make, 1-10 (at most the model's ``max_count``).
+            webhook_url: where AKOOL should POST status changes.
+
+        Returns:
+            A ``Batch``; ``await`` its handles for the finished videos. A batch can partly
+            succeed: failed items are in ``Batch.errors``.
+
+        Raises:
+            AkoolValueError: bad input, before any request; when ``models.list()`` was
+                called, also values the model does not offer.
+            CreateOutcomeUnknownError: the request was sent but no answer came back; it is
+                not resent (it may have created and charged for videos).
+            AkoolAPIError: AKOOL refused the create (e.g. InsufficientCreditsError).
+        """
+        request = VideoRequest(
+            image_url=image_url,
+            prompt=prompt,
+            resolution=resolution,
+            video_length=video_length,
+            model_name=model_name,
+            negative_prompt=negative_prompt,
+            extend_prompt=extend_prompt,
+            last_image_url=last_image_url,
+            generate_audio=generate_audio,
+            count=count,
+            webhook_url=webhook_url,
+        )
+        return await self.create_from(request)
+
+    async def create_from(self, request: VideoRequest, count: int | None = None) -> Batch:
+        """Send one batch create for ``request`` (``count`` overrides ``request.count``)."""
+        count = request.count if count is None else count
+        body = request.batch_body(count)
+        model = self._client.models.check(request.model_name)
+        if model is not None:
+            request.check_model(model)
+            if model.max_count is not None and count > model.max_count:
+                raise AkoolValueError(f"count: {model.value} makes at most {model.max_count}")
+        client = self._client
+        async with client._create_slots:
+            envelope = await client._transport.request("POST", BATCH_PATH, json=body, create=True)
+        data = _created_videos(envelope, body, BATCH_PATH)
+        success = data.get("successList")
+        errors = data.get("errorList") or []
+        if not isinstance(success, list) or not isinstance(errors, list):
+            raise CreateOutcomeUnknownError(
+                "batch create answered without a successList: videos may exist that we cannot name",
+                path=BATCH_PATH,
+                request=body,
+            )
+        try:
+            videos = structure(success, list[Video], where=BATCH_PATH)
+        except AkoolResponseError as exc:
+            raise CreateOutcomeUnknownError(
+                f"batch create answer unreadable ({exc}): videos may exist that we cannot name",
+                path=BATCH_PATH,
+                request=body,
+            ) from exc
+        poller = client._poller
+        handles = tuple(
+            poller.track(v.id, status=v.status, webhook=request.webhook_url is not None)
+            for v in videos
+        )
+        batch_id = success[0].get("batch_id") if success and isinstance(success[0], dict) else None
+        return Batch(
+            handles=handles,
+            videos=tuple(videos),
+            errors=tuple(e if isinstance(e, Mapping) else {"error": e} for e in errors),
+            batch_id=str(batch_id) if batch_id is not None else None,
+            deduction_credit=sum(v.deduction_credit or 0.0 for v in videos),
+        )
+
+    async def create(
+        self,
+        *,
+        image_url: str,
+        prompt: str,
+        negative_prompt: str,
+        audio_type: int,
+        resolution: str | None = None,
+        video_length: int | None = None,
+        extend_prompt: bool | None = None,
+        audio_url: str | None = None,
+        is_premium_model: bool | None = None,
+        effect_code: str | None = None,
+        webhook_url: str | None = None,
+    ) -> TaskHandle:
+        """Start one video with the older single-create endpoint.
+
+        Args:
+            audio_type: 1 AI audio, 2 uploaded (``audio_url``), 3 none.
+            effect_code: an effect from ``effects()``; AKOOL ignores ``prompt`` when set.
+
+        Returns:
+            A ``TaskHandle`` for the new video.
+        """
+        if audio_type not in _AUDIO_TYPES or isinstance(audio_type, bool):
+            raise AkoolValueError(
+                f"audio_type: must be 1 (AI), 2 (upload) or 3 (none), got {audio_type!r}"
+            )
+        if audio_type == 2 and not audio_url:
+            raise AkoolValueError("audio_url: required when audio_type is 2 (upload)")
+        if not isinstance(negative_prompt, str):
+            raise AkoolValueError(
+                "negative_prompt: must be a string (the single endpoint requires it)"
+            )
+        if webhook_url is not None:
+            require_url("webhook_url", webhook_url)
+        body: dict[str, Any] = {
+            "image_url": require_url("image_url", image_url),
+            "prompt": require_text("prompt", prompt),
+            "negative_prompt": negative_prompt,
+            "audio_type": audio_type,
+        }
+        optional = {
+            "resolution": resolution,
+            "video_length": video_length,
+            "extend_prompt": extend_prompt,
+            "audio_url": audio_url,
+            "is_premium_model": is_premium_model,
+            "effect_code": effect_code,
+            "webhookurl": webhook_url,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return await self._create_one(CREATE_PATH, body, webhook=webhook_url is not None)
+
+    async def replace_audio(
+        self, *, video_id: str, audio_url: str, audio_type: int = 2
+    ) -> TaskHandle:
+        """Give a finished video new audio. AKOOL makes a NEW task: the returned handle.
+
+        Args:
+            video_id: the finished video (``pre_video_id``).
+            audio_url: the audio to use.
+            audio_type: 1 AI, 2 uploaded.
+        """
+        (video_id,) = check_ids([video_id])
+        if audio_type not in (1, 2) or isinstance(audio_type, bool):
+            raise AkoolValueError(f"audio_type: must be 1 (AI) or 2 (upload), got {audio_type!r}")
+        body = {
+            "pre_video_id": video_id,
+            "audio_url": require_url("audio_url", audio_url),
+            "audio_type": audio_type,
+        }
+        return await self._create_one(AUDIO_PATH, body, webhook=False)
+
+    async def _create_one(self, path: str, body: dict[str, Any], *, webhook: bool) -> TaskHandle:
+        client = self._client
+        async with client._create_slots:
+            envelope = await client._transport.request("POST", path, json=body, create=True)
+        data = _created_videos(envelope, body, path)
+        try:
+            video = structure(data, Video, where=path)
+        except AkoolResponseError as exc:
+            raise CreateOutcomeUnknownError(
+                f"create answer unreadable ({exc}): a video may exist that we cannot name",
+                path=path,
+                request=body,
+            ) from exc
+        return client._poller.track(video.id, status=video.status, webhook=webhook)
+
+    async def results(self, ids: Iterable[str] | str) -> list[Video]:
+        """The current state of the given videos, in the order asked.
+
+        Ids are sent in chunks of the poll policy's ``max_ids_per_request``; ids AKOOL does
+        not know are left out of the answer.
+        """
+        wanted = check_ids(ids)
+        size = self._client._poller.policy.max_ids_per_request
+        found: dict[str, Video] = {}
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            envelope = await self._client._transport.request(
+                "POST", RESULTS_PATH, json={"_ids": ",".join(chunk)}
+            )
+            data = envelope.get("data")
+            items = data.get("result") if isinstance(data, Mapping) else None
+            if not isinstance(items, list):
+                raise AkoolResponseError(
+                    "resultsByIds answered without a data.result list",
+                    method="POST",
+                    path=RESULTS_PATH,
+                )
+            for video in structure(items, list[Video], where=RESULTS_PATH):
+                found[video.id] = video
+        return [found[i] for i in wanted if i in found]
+
+    def handle(self, video_id: str) -> TaskHandle:
+        """A handle for a video created earlier (re-attach after a restart).
+
+        Must be called inside a running event loop. Handles for one id share one poll.
+        """
+        (video_id,) = check_ids([video_id])
+        return self._client._poller.track(video_id)
+
+    async def effects(self) -> list[Effect]:
+        """The effects the single create accepts as ``effect_code``."""
+        envelope = await self._client._transport.request("GET", EFFECTS_PATH)
+        data = envelope.get("data")
+        # The documentation does not show the shape: accept a list or {"result": [...]}.
+        items = data.get("result") if isinstance(data, Mapping) else data
+        if not isinstance(items, list):
+            raise AkoolResponseError(
+                "effects answered without a list", method="GET", path=EFFECTS_PATH
+            )
+        return structure(items, list[Effect], where=EFFECTS_PATH)
+
+    async def delete(self, ids: Iterable[str] | str) -> DeleteResult:
+        """Delete videos. A video still processing (status 2) cannot be deleted: see ``refused``."""
+        wanted = check_ids(ids)
+        envelope = await self._client._transport.request(
+            "POST", DELETE_PATH, json={"_ids": ",".join(wanted)}
+        )
+        data = envelope.get("data")
+        if not isinstance(data, Mapping):
+            raise AkoolResponseError(
+                "delbyids answered without data", method="POST", path=DELETE_PATH
+            )
+        deleted = data.get("successIds") or []
+        refused = data.get("noPermissionItems") or []
+        if not isinstance(deleted, list) or not isinstance(refused, list):
+            raise AkoolResponseError(
+                "delbyids answer has an unexpected shape", method="POST", path=DELETE_PATH
+            )
+        return DeleteResult(
+            deleted=tuple(str(i) for i in deleted),
+            refused=tuple(r if isinstance(r, Mapping) else {"item": r} for r in refused),
+        )
