@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._auth import REDACTED, ApiKeyAuth, Auth, TokenAuth
 from ._constants import (
@@ -17,8 +18,10 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
 )
-from ._errors import AkoolResponseError, AkoolValueError
-from ._polling import Poller, PollPolicy
+from ._errors import AkoolError, AkoolResponseError, AkoolValueError
+from ._generate import as_completed, wait_all
+from ._models import Video
+from ._polling import DEFAULT, Poller, PollPolicy, TaskHandle, _Default
 from ._resources.account import Account
 from ._resources.ai_models import AIModels
 from ._resources.image_to_video import ImageToVideo
@@ -128,6 +131,54 @@ class AkoolClient:
     def closed(self) -> bool:
         """True after ``aclose()``."""
         return self._transport.closed
+
+    def as_completed(
+        self, handles: Iterable[TaskHandle], *, timeout: float | _Default | None = DEFAULT
+    ) -> AsyncIterator[TaskHandle]:
+        """Yield each handle as it finishes, in completion order (see ``wait_all``).
+
+        Args:
+            timeout: seconds for the whole iteration; ``None`` waits forever; by default
+                ``wait_timeout``. On timeout AkoolTimeoutError is raised; handles stay usable.
+        """
+        return as_completed(handles, timeout=timeout)
+
+    @overload
+    async def wait_all(
+        self,
+        handles: Sequence[TaskHandle],
+        *,
+        timeout: float | _Default | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[Video]: ...
+    @overload
+    async def wait_all(
+        self,
+        handles: Sequence[TaskHandle],
+        *,
+        timeout: float | _Default | None = ...,
+        return_exceptions: Literal[True],
+    ) -> list[Video | AkoolError]: ...
+    async def wait_all(
+        self,
+        handles: Sequence[TaskHandle],
+        *,
+        timeout: float | _Default | None = DEFAULT,
+        return_exceptions: bool = False,
+    ) -> list[Video] | list[Video | AkoolError]:
+        """Wait for every handle and return the videos in the order given.
+
+        Args:
+            timeout: seconds for all of them together; ``None`` waits forever.
+            return_exceptions: return each handle's error in its place instead of raising
+                the first one (in completion order).
+
+        Raises:
+            AkoolTimeoutError: the timeout passed first; every handle stays usable.
+        """
+        if return_exceptions:
+            return await wait_all(handles, timeout=timeout, return_exceptions=True)
+        return await wait_all(handles, timeout=timeout)
 
     async def _fetch_token(self, client_id: str, client_secret: str) -> str:
         envelope = await self._transport.request(

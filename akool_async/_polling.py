@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -40,7 +40,7 @@ from ._errors import (
     UpstreamError,
     VideoFailedError,
 )
-from ._models import Video, VideoStatus, structure
+from ._models import Video, VideoRequest, VideoStatus, structure
 from ._transport import Transport
 
 logger = logging.getLogger("akool_async")
@@ -166,11 +166,13 @@ class TaskHandle:
     id and the other waiters untouched: await the handle again later.
     """
 
-    __slots__ = ("_entry", "_poller")
+    __slots__ = ("_entry", "_poller", "request")
 
-    def __init__(self, poller: Poller, entry: _Entry) -> None:
+    def __init__(self, poller: Poller, entry: _Entry, request: VideoRequest | None = None) -> None:
         self._poller = poller
         self._entry = entry
+        #: The request this video was created from (None for a re-attached id).
+        self.request = request
 
     @property
     def id(self) -> str:
@@ -284,11 +286,26 @@ class Poller:
         self._max_ids = 0
         self._failed_requests = 0
         self._rate_limited = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after each batch of status changes; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     # --- tracking ---------------------------------------------------------------------------
 
     def track(
-        self, video_id: str, *, status: VideoStatus | None = None, webhook: bool = False
+        self,
+        video_id: str,
+        *,
+        status: VideoStatus | None = None,
+        webhook: bool = False,
+        request: VideoRequest | None = None,
     ) -> TaskHandle:
         """A handle for ``video_id``, polled until it finishes (shared with other handles).
 
@@ -304,13 +321,13 @@ class Poller:
             entry.status = status
             if self._crashed is not None:
                 _fail(entry, self._crashed)
-                return TaskHandle(self, entry)
+                return TaskHandle(self, entry, request)
             self._entries[video_id] = entry
             if due < self._planned_wake:
                 self._wakeup.set()
             if self._task is None:
                 self._task = asyncio.create_task(self._run(), name="akool-async-poller")
-        return TaskHandle(self, entry)
+        return TaskHandle(self, entry, request)
 
     def update(self, video: Video) -> bool:
         """Apply news about a video from outside the poller (a webhook).
@@ -322,6 +339,7 @@ class Poller:
         if entry is None:
             return False
         self._apply(entry, video, asyncio.get_running_loop().time())
+        self._notify()
         return entry.future.done()
 
     def pending_ids(self) -> list[str]:
@@ -399,9 +417,12 @@ class Poller:
         self._ticks += 1
         rate_limited_before = self._rate_limited
         limit = asyncio.Semaphore(self.policy.max_concurrent_requests)
-        async with asyncio.TaskGroup() as group:
-            for chunk in chunks:
-                group.create_task(self._poll(chunk, limit))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for chunk in chunks:
+                    group.create_task(self._poll(chunk, limit))
+        finally:
+            self._notify()
         if self._rate_limited == rate_limited_before:
             self._slowdown = max(1.0, self._slowdown / 2)
 
@@ -492,6 +513,8 @@ class Poller:
         entries, self._entries = self._entries, {}
         for entry in entries.values():
             _fail(entry, exc)
+        if entries:
+            self._notify()
 
     def _note_retry(self, exc: BaseException) -> None:
         if isinstance(exc, RateLimitError):

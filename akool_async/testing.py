@@ -1,7 +1,7 @@
 """A fake AKOOL server for tests, demos and benchmarks: ``FakeAkoolServer`` and ``sign_webhook``.
 
-``FakeAkoolServer`` is a real ``aiohttp.web`` app on loopback that speaks AKOOL's wire format
-(``/work/shared/akool-api.md``: envelopes, field names, codes) for every Image-to-Video endpoint.
+``FakeAkoolServer`` is a real ``aiohttp.web`` app on loopback that speaks AKOOL's documented wire
+format (envelopes, field names and casing, business codes) for every Image-to-Video endpoint.
 It never imports the SDK client, so it can test any client, in-process or in another process::
 
     async with FakeAkoolServer(queue_seconds=0.01, process_seconds=0.05) as server:
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 import enum
 import hashlib
 import itertools
@@ -522,8 +523,9 @@ class FakeAkoolServer:
         self.timing_jitter = timing_jitter
         self.max_ids_per_results = max_ids_per_results
         self.credit = float(credit)
-        self.models: list[dict[str, Any]] = (
-            [dict(m) for m in DEFAULT_MODELS] if models is None else list(models)
+        # Deep copies: a test editing its server's models must not change another server's.
+        self.models: list[dict[str, Any]] = copy.deepcopy(
+            [dict(m) for m in DEFAULT_MODELS] if models is None else models
         )
         self.create_latency = create_latency
         self.results_latency = results_latency
@@ -899,7 +901,7 @@ class FakeAkoolServer:
         response.content_length = len(body)
         await response.prepare(request)
         await response.write(body[: len(body) // 2])
-        record.http_status = answer.status
+        record.http_status, record.code = answer.status, answer.code
         return _drop(request, response)
 
     def _check_auth(self, request: web.Request) -> _Answer | None:

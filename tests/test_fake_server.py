@@ -922,3 +922,19 @@ async def test_serve_forever_runs_until_cancelled(http: aiohttp.ClientSession) -
         await task
     with pytest.raises(aiohttp.ClientConnectionError):
         await call(http, fake, "credits")
+
+
+async def test_webhook_task_errors_are_kept(
+    http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    """A delivery task that fails (key unusable for AES) lands in webhook_errors, not the log."""
+    async with FakeAkoolServer(api_key="too-short", queue_seconds=0, process_seconds=0) as fake:
+        headers = {"x-api-key": "too-short"}
+        body = {**BATCH, "webhookurl": receiver.url}
+        _, answer = await call(http, fake, "create_batch", body, headers=headers)
+        assert 1000 == answer["code"]
+        async with asyncio.timeout(5):
+            await fake.wait_webhooks()
+        assert 1 == len(fake.webhook_errors)
+        assert isinstance(fake.webhook_errors[0], ValueError)
+    assert [] == receiver.bodies

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from .._errors import AkoolResponseError, AkoolValueError, CreateOutcomeUnknownError
+from .._generate import Generation, ProgressCallback
 from .._models import (
     Batch,
     DeleteResult,
@@ -117,6 +118,26 @@ class ImageToVideo:
         )
         return await self.create_from(request)
 
+    def generate_many(
+        self,
+        requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> Generation:
+        """Create many videos: any count per request, split into batch calls of at most 10.
+
+        Batch calls run concurrently under the client's ``max_concurrent_creates``. Iterate
+        the result (``async for handle in ...``) to get each handle as soon as it exists, or
+        ``await`` it for all handles. Failed creates are kept in ``Generation.failures``; after
+        an authentication, permission or credit error the remaining requests are recorded
+        there without being sent.
+
+        Args:
+            requests: ``VideoRequest`` objects (an iterable or an async iterable).
+            on_progress: called with a ``Progress`` after creates and status changes.
+        """
+        return Generation(self._client, requests, on_progress)
+
     async def create_from(self, request: VideoRequest, count: int | None = None) -> Batch:
         """Send one batch create for ``request`` (``count`` overrides ``request.count``)."""
         count = request.count if count is None else count
@@ -148,7 +169,9 @@ class ImageToVideo:
             ) from exc
         poller = client._poller
         handles = tuple(
-            poller.track(v.id, status=v.status, webhook=request.webhook_url is not None)
+            poller.track(
+                v.id, status=v.status, webhook=request.webhook_url is not None, request=request
+            )
             for v in videos
         )
         batch_id = success[0].get("batch_id") if success and isinstance(success[0], dict) else None
