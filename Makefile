@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(PY) -m akool_async demo
+	$(PY) examples/run_demo.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -25,6 +25,7 @@ from ._polling import DEFAULT, Poller, PollPolicy, TaskHandle, _Default
 from ._resources.account import Account
 from ._resources.ai_models import AIModels
 from ._resources.image_to_video import ImageToVideo
+from ._resources.webhooks import Webhooks
 from ._transport import TOKEN_PATH, RetryPolicy, Transport
 
 
@@ -116,6 +117,7 @@ class AkoolClient:
         self.models = AIModels(self)
         self.image_to_video = ImageToVideo(self)
         self.account = Account(self)
+        self.webhooks = Webhooks(self)
 
     @property
     def base_url(self) -> str:

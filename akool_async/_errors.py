@@ -8,6 +8,7 @@ The hierarchy::
     ├── AkoolConnectionError                       the request never got an answer
     │   └── AkoolTimeoutError (also TimeoutError)  a request or a wait ran out of time
     ├── CreateOutcomeUnknownError                  a create was sent, its answer lost: NOT resent
+    ├── BudgetExceededError                        the next create would pass max_credits: not sent
     ├── AkoolResponseError                         the answer did not fit the documented shape
     ├── AkoolAPIError                              AKOOL answered code != 1000, or a non-2xx status
     │   ├── AuthenticationError                    1101, 1102, 1109, 1200
@@ -18,6 +19,7 @@ The hierarchy::
     │   ├── UpstreamError                          1015, 1205, HTTP 5xx
     │   └── ValidationError                        1003
     ├── VideoFailedError                           a video ended with status 4
+    ├── DownloadError                              a video file could not be saved whole
     └── WebhookVerificationError                   a webhook body failed verification or decryption
 
 Messages never contain an API key, client secret or token.
@@ -182,6 +184,56 @@ class VideoFailedError(AkoolError):
     def __init__(self, video: Video) -> None:
         super().__init__(f"video {video.id} failed (status 4)")
         self.video = video
+
+
+class BudgetExceededError(AkoolError):
+    """The next create would take the credits charged past the client's ``max_credits``.
+
+    Nothing was sent. Videos created earlier are not touched (never cancelled).
+
+    Attributes:
+        max_credits: the cap.
+        charged: credits charged so far by this client's creates.
+        reserved: credits estimated for creates still in flight.
+        estimate: the estimated cost of the refused create.
+    """
+
+    def __init__(
+        self, message: str, *, max_credits: float, charged: float, reserved: float, estimate: float
+    ) -> None:
+        super().__init__(message)
+        self.max_credits = max_credits
+        self.charged = charged
+        self.reserved = reserved
+        self.estimate = estimate
+
+
+class DownloadError(AkoolError):
+    """A video file could not be downloaded whole; no partial file was left behind.
+
+    Attributes:
+        video_id: the video, when known.
+        path: where the file was to be written.
+        http_status: the download answer's status, when one came.
+        expected, received: bytes announced by ``Content-Length`` and bytes received.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        video_id: str | None = None,
+        path: str | None = None,
+        http_status: int | None = None,
+        expected: int | None = None,
+        received: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.video_id = video_id
+        self.path = path
+        self.http_status = http_status
+        self.expected = expected
+        self.received = received
 
 
 class WebhookVerificationError(AkoolError):

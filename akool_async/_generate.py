@@ -253,9 +253,9 @@ class Generation:
 
     async def _produce(self, out: asyncio.Queue[Any]) -> None:
         try:
-            # The client's semaphore caps creates in flight; the group bound keeps the number of
-            # waiting tasks (and memory) proportional to the cap, not to the number of requests.
-            slots = asyncio.Semaphore(self._client.max_concurrent_creates * 2)
+            # No more tasks than the client's create cap: memory stays proportional to the cap,
+            # and after a stopping error (credits, auth) no queued task is left to send.
+            slots = asyncio.Semaphore(self._client.max_concurrent_creates)
             async with asyncio.TaskGroup() as group:
                 async for request, count in self._jobs():
                     await slots.acquire()

@@ -46,6 +46,7 @@ from ._transport import Transport
 logger = logging.getLogger("akool_async")
 
 RESULTS_PATH: Final = "/api/open/v4/image2Video/resultsByIds"
+_IN_PROGRESS: Final = frozenset({VideoStatus.QUEUEING.value, VideoStatus.PROCESSING.value})
 #: Errors after which the ids stay pending and polling backs off.
 _TRANSIENT: Final = (AkoolConnectionError, UpstreamError, RateLimitError, AkoolResponseError)
 
@@ -74,7 +75,7 @@ class PollPolicy:
         max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
         max_concurrent_requests: results calls in flight at once within one tick.
         missing_polls: consecutive answers an id may be missing from before NotFoundError.
-        jitter: each sleep is stretched by up to this fraction, so clients do not synchronise.
+        jitter: each sleep is shortened by up to this fraction, so clients do not synchronise.
     """
 
     initial_delay: float = attrs.field(
@@ -120,6 +121,7 @@ class PollerStatistics:
         requests: ``resultsByIds`` calls sent (failed ones included).
         ids_polled: ids asked for, summed over all requests.
         max_ids_per_request: the most ids one request carried.
+        max_requests_per_tick: the most results calls one tick sent.
         failed_requests: results calls that ended in an error after retries.
         rate_limited: rate-limit answers seen (code 1005 or HTTP 429).
         slowdown: the current delay multiplier (1.0 when not rate limited).
@@ -130,6 +132,7 @@ class PollerStatistics:
     requests: int
     ids_polled: int
     max_ids_per_request: int
+    max_requests_per_tick: int
     failed_requests: int
     rate_limited: int
     slowdown: float
@@ -186,7 +189,7 @@ class TaskHandle:
 
     @property
     def video(self) -> Video | None:
-        """The last result item seen for this id, if any."""
+        """The finished video (or the latest webhook news), None while only polled pending."""
         return self._entry.video
 
     def done(self) -> bool:
@@ -284,6 +287,7 @@ class Poller:
         self._requests = 0
         self._ids_polled = 0
         self._max_ids = 0
+        self._max_tick_requests = 0
         self._failed_requests = 0
         self._rate_limited = 0
         self._listeners: list[Callable[[], None]] = []
@@ -354,6 +358,7 @@ class Poller:
             requests=self._requests,
             ids_polled=self._ids_polled,
             max_ids_per_request=self._max_ids,
+            max_requests_per_tick=self._max_tick_requests,
             failed_requests=self._failed_requests,
             rate_limited=self._rate_limited,
             slowdown=self._slowdown,
@@ -392,7 +397,9 @@ class Poller:
                 if start > now:
                     self._planned_wake = start
                     self._wakeup.clear()
-                    sleep = (start - now) * (1 + random.uniform(0, self.policy.jitter))
+                    # Jitter only shortens a sleep: polling a bit early costs nothing, late would
+                    # add latency. It still keeps many clients from polling in lockstep.
+                    sleep = (start - now) * (1 - random.uniform(0, self.policy.jitter))
                     try:
                         async with asyncio.timeout(sleep):
                             await self._wakeup.wait()
@@ -415,18 +422,19 @@ class Poller:
         size = self.policy.max_ids_per_request
         chunks = [due[i : i + size] for i in range(0, len(due), size)]
         self._ticks += 1
+        self._max_tick_requests = max(self._max_tick_requests, len(chunks))
         rate_limited_before = self._rate_limited
         limit = asyncio.Semaphore(self.policy.max_concurrent_requests)
         try:
             async with asyncio.TaskGroup() as group:
                 for chunk in chunks:
-                    group.create_task(self._poll(chunk, limit))
+                    group.create_task(self._poll(chunk, limit, now))
         finally:
             self._notify()
         if self._rate_limited == rate_limited_before:
             self._slowdown = max(1.0, self._slowdown / 2)
 
-    async def _poll(self, chunk: list[_Entry], limit: asyncio.Semaphore) -> None:
+    async def _poll(self, chunk: list[_Entry], limit: asyncio.Semaphore, tick: float) -> None:
         async with limit:
             # An entry may have finished (webhook) while this chunk waited for the semaphore.
             chunk = [e for e in chunk if not e.future.done()]
@@ -449,7 +457,9 @@ class Poller:
                 self._handle_error(chunk, exc)
                 return
         self._failures = 0
-        now = asyncio.get_running_loop().time()
+        # Schedule from the tick's start, not from this answer: a tick of many requests must
+        # not stretch every id's period by its own duration.
+        now = tick
         by_id: dict[str, Mapping[str, Any]] = {}
         for item in items:
             if isinstance(item, Mapping) and isinstance(item.get("_id"), str):
@@ -460,7 +470,12 @@ class Poller:
                 self._missing([entry], now)
                 continue
             entry.missing = 0
-            if item.get("status") == entry.status and entry.video is not None:
+            status = item.get("status")
+            if status in _IN_PROGRESS and type(status) is int:
+                # Still running: keep only the status. Building a Video per poll would cost
+                # CPU and ~1 KiB per pending id for nothing (akool-api.md §5 shapes stay raw).
+                if entry.status is None or status >= entry.status:
+                    entry.status = VideoStatus(status)
                 self._reschedule(entry, now)
                 continue
             try:

@@ -202,15 +202,24 @@ class Transport:
                 on_retry(details["exception"])
 
         retryable = _create_may_retry if create else _is_transient
+        started = time.monotonic()
+
+        def give_up(exc: Exception) -> bool:
+            if not retryable(exc):
+                return True
+            # backoff cuts each sleep to what is left of max_time, which would resend before
+            # the server's Retry-After: give up instead when the wait does not fit the budget.
+            retry_after = getattr(exc, "retry_after", None) or 0.0
+            left = policy.max_time - (time.monotonic() - started)
+            return bool(retry_after > min(policy.max_retry_after, left))
+
         send = backoff.on_exception(
             policy._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
             AkoolError,
             max_tries=policy.max_attempts,
             max_time=policy.max_time,
             jitter=None,
-            giveup=lambda e: (
-                not retryable(e) or (getattr(e, "retry_after", None) or 0) > policy.max_retry_after
-            ),
+            giveup=give_up,
             on_backoff=on_backoff,
             logger=None,
         )(self._send_authenticated)
@@ -261,8 +270,15 @@ class Transport:
             )
 
         try:
+            # No redirects: aiohttp would carry x-api-key to another origin (it strips only
+            # Authorization) and re-POST a create on 307/308, risking a second charge.
             async with session.request(
-                method, self.base_url + path, json=json, params=params, headers=headers
+                method,
+                self.base_url + path,
+                json=json,
+                params=params,
+                headers=headers,
+                allow_redirects=False,
             ) as resp:
                 status = resp.status
                 resp_headers = resp.headers
@@ -292,7 +308,9 @@ class Transport:
         )
         try:
             envelope = jsonlib.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser goes is unreadable too; left
+            # unmapped it escaped as a non-Akool error and crashed the shared poller.
             envelope = None
 
         if not 200 <= status < 300:

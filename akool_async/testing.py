@@ -566,7 +566,7 @@ class FakeAkoolServer:
         self._tokens: set[str] = set()
         self._scripted: dict[str, collections.deque[Fault]] = {}
         self._random_faults: dict[
-            str, tuple[float, tuple[FaultKind, ...], random.Random, Fault]
+            str, tuple[float, tuple[FaultKind | Fault, ...], random.Random, Fault]
         ] = {}
         self._in_flight: collections.Counter[str] = collections.Counter()
         self._peak_in_flight: collections.Counter[str] = collections.Counter()
@@ -745,7 +745,7 @@ class FakeAkoolServer:
         endpoint: str,
         *,
         rate: float,
-        kinds: Sequence[FaultKind],
+        kinds: Sequence[FaultKind | Fault],
         seed: int = 0,
         retry_after: float | None = None,
         delay: float = 0.0,
@@ -753,6 +753,9 @@ class FakeAkoolServer:
         """Fault each request to ``endpoint`` with probability ``rate`` (seeded), kind at random.
 
         Scripted faults (``inject``) are served first. ``rate=0`` turns random faults off.
+        ``retry_after`` and ``delay`` apply to the bare ``FaultKind`` entries of ``kinds``; a
+        ``Fault`` entry keeps its own, e.g. ``Fault(FaultKind.SLOW, delay=1.0)`` so that only
+        slow answers outlast the client timeout.
         """
         _check_endpoint(endpoint)
         if not 0.0 <= rate <= 1.0:
@@ -783,7 +786,8 @@ class FakeAkoolServer:
         rate, kinds, rng, template = spec
         if rng.random() >= rate:
             return None
-        return attrs.evolve(template, kind=rng.choice(kinds))
+        choice = rng.choice(kinds)
+        return choice if isinstance(choice, Fault) else attrs.evolve(template, kind=choice)
 
     # -- webhooks ----------------------------------------------------------------------------
 

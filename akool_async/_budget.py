@@ -1,0 +1,184 @@
+"""The credit budget behind ``AkoolClient(max_credits=...)``.
+
+Every create reserves its estimated cost before it is sent and settles it when the answer
+arrives. The cap is checked against ``charged + reserved + estimate``, so concurrent creates
+cannot overshoot it together.
+
+How the next create's cost is estimated:
+
+* from earlier answers: the highest ``deduction_credit`` per video this client has seen for the
+  same price key (model, resolution, length, audio), times the videos asked for;
+* before any such answer: ``FALLBACK_CREDITS_PER_5S`` per 5 seconds of video, times 1.5 with
+  ``generate_audio``: the top of AKOOL's published 20-60 credits per video (akool-api.md §9),
+  so a guess errs towards stopping early rather than overspending.
+
+When the estimate does not fit but other creates are still in flight, the create waits for
+them to settle (their real price may be lower than their estimate) and checks again; it raises
+``BudgetExceededError`` only when nothing is in flight and it still does not fit.
+
+What a settled create costs: the ``deduction_credit`` of each created video (the estimate for
+an item without one). A create refused by AKOOL, or one that never left, costs nothing. A create
+whose outcome is unknown (lost answer, cancelled mid-request) is charged its estimate: it may
+have been billed, and the budget must not hand that money out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Final
+
+from ._errors import (
+    AkoolAPIError,
+    AkoolConnectionError,
+    AkoolValueError,
+    BudgetExceededError,
+    ClientClosedError,
+)
+from ._models import Video, VideoRequest
+
+#: Credits assumed per 5 seconds of video before AKOOL has told us a price (akool-api.md §9).
+FALLBACK_CREDITS_PER_5S: Final = 60.0
+#: Price factor of ``generate_audio`` in the fallback estimate.
+FALLBACK_AUDIO_FACTOR: Final = 1.5
+# Float sums of prices like 22.5 must not trip the cap by rounding noise.
+_EPSILON: Final = 1e-9
+
+#: (model name, resolution, video length, generate_audio): what a video's price depends on.
+PriceKey = tuple[str, str, int, bool]
+
+#: Errors after which AKOOL certainly did not create (or bill) anything.
+_NOTHING_CHARGED: Final = (AkoolAPIError, AkoolConnectionError, AkoolValueError, ClientClosedError)
+
+
+def price_key(request: VideoRequest) -> PriceKey:
+    """The price key of a batch create."""
+    return (
+        request.model_name or "",
+        request.resolution,
+        request.video_length,
+        bool(request.generate_audio),
+    )
+
+
+def single_price_key(body: Mapping[str, Any]) -> PriceKey:
+    """The price key of a single (older endpoint) create body."""
+    model = "single:premium" if body.get("is_premium_model") else "single"
+    length = body.get("video_length")
+    return (
+        model,
+        str(body.get("resolution") or ""),
+        length if isinstance(length, int) else 5,
+        body.get("audio_type") == 1,
+    )
+
+
+class Spend:
+    """One create's reservation. The create reports what it made with ``created``."""
+
+    __slots__ = ("actual", "count", "estimate", "key")
+
+    def __init__(self, key: PriceKey, count: int, estimate: float) -> None:
+        self.key = key
+        self.count = count
+        self.estimate = estimate
+        self.actual: list[Video] | None = None
+
+    def created(self, videos: Iterable[Video]) -> None:
+        """Record the videos the create made (their ``deduction_credit`` is the real cost)."""
+        self.actual = list(videos)
+
+
+class CreditBudget:
+    """Credits charged by one client's creates, and the optional cap on them."""
+
+    def __init__(self, max_credits: float | None) -> None:
+        if max_credits is not None and (
+            isinstance(max_credits, bool)
+            or not isinstance(max_credits, (int, float))
+            or max_credits < 0
+        ):
+            raise AkoolValueError(
+                f"max_credits: must be a number >= 0 or None, got {max_credits!r}"
+            )
+        self.max_credits = None if max_credits is None else float(max_credits)
+        self.charged = 0.0
+        self.reserved = 0.0
+        self._prices: dict[PriceKey, float] = {}
+        self._settled = asyncio.Event()
+
+    def estimate(self, key: PriceKey, count: int) -> float:
+        """The estimated cost of ``count`` videos of ``key`` (see the module docstring)."""
+        return self._unit_price(key) * count
+
+    def _unit_price(self, key: PriceKey) -> float:
+        seen = self._prices.get(key)
+        if seen is not None:
+            return seen
+        _, _, length, audio = key
+        price = FALLBACK_CREDITS_PER_5S * max(length, 1) / 5
+        return price * FALLBACK_AUDIO_FACTOR if audio else price
+
+    @contextlib.asynccontextmanager
+    async def spend(self, key: PriceKey, count: int) -> AsyncIterator[Spend]:
+        """Reserve the estimated cost of a create for its duration, then settle it.
+
+        Raises:
+            BudgetExceededError: the create does not fit under ``max_credits``; nothing is sent.
+        """
+        spend = await self._reserve(key, count)
+        try:
+            yield spend
+        except _NOTHING_CHARGED:
+            self._settle(spend, 0.0)
+            raise
+        except BaseException:
+            # The outcome is unknown (CreateOutcomeUnknownError, a cancellation mid-request):
+            # count it as billed so the cap never lets that money be spent twice.
+            self._settle(spend, spend.estimate)
+            raise
+        else:
+            self._settle(spend, self._cost(spend))
+
+    async def _reserve(self, key: PriceKey, count: int) -> Spend:
+        while True:
+            estimate = self.estimate(key, count)
+            cap = self.max_credits
+            if cap is None or self.charged + self.reserved + estimate <= cap + _EPSILON:
+                self.reserved += estimate
+                return Spend(key, count, estimate)
+            if self.reserved <= _EPSILON:
+                raise BudgetExceededError(
+                    f"budget: {count} more video(s) (about {estimate:g} credits) would pass "
+                    f"max_credits={cap:g} ({self.charged:g} charged so far); not sent",
+                    max_credits=cap,
+                    charged=self.charged,
+                    reserved=self.reserved,
+                    estimate=estimate,
+                )
+            # Creates in flight may cost less than reserved: wait for one to settle, re-check.
+            settled = self._settled
+            await settled.wait()
+
+    def _cost(self, spend: Spend) -> float:
+        if spend.actual is None:
+            return spend.estimate
+        unit = self._unit_price(spend.key)
+        cost = 0.0
+        for video in spend.actual:
+            credit = video.deduction_credit
+            if credit is None:
+                cost += unit
+            else:
+                cost += credit
+                self._prices[spend.key] = max(credit, self._prices.get(spend.key, 0.0))
+        return cost
+
+    def _settle(self, spend: Spend, cost: float) -> None:
+        self.reserved = max(0.0, self.reserved - spend.estimate)
+        self.charged += cost
+        # Wake every waiter, then arm a fresh event for the next round (no lock needed:
+        # this runs synchronously, so it is safe inside a cancelled task's cleanup).
+        settled, self._settled = self._settled, asyncio.Event()
+        settled.set()
