@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from ._errors import (
@@ -77,17 +77,37 @@ def single_price_key(body: Mapping[str, Any]) -> PriceKey:
 class Spend:
     """One create's reservation. The create reports what it made with ``created``."""
 
-    __slots__ = ("actual", "count", "estimate", "key")
+    __slots__ = ("actual", "count", "estimate", "key", "sent")
 
     def __init__(self, key: PriceKey, count: int, estimate: float) -> None:
         self.key = key
         self.count = count
         self.estimate = estimate
         self.actual: list[Video] | None = None
+        #: Whether the request left; None: not tracked, so a failure is assumed to have sent it.
+        self.sent: bool | None = None
 
     def created(self, videos: Iterable[Video]) -> None:
         """Record the videos the create made (their ``deduction_credit`` is the real cost)."""
         self.actual = list(videos)
+
+    def sending(
+        self, hook: Callable[[Mapping[str, Any]], object] | None
+    ) -> Callable[[Mapping[str, Any]], object]:
+        """A ``before_send`` hook that notes the request left, then calls ``hook``.
+
+        A create cancelled before that point (queued for a create slot) costs nothing.
+        """
+        self.sent = False
+
+        def before_send(body: Mapping[str, Any]) -> object:
+            if hook is not None:
+                hook(body)
+            # After the caller's hook: if it raised, the request was not sent.
+            self.sent = True
+            return None
+
+        return before_send
 
 
 class CreditBudget:
@@ -112,6 +132,10 @@ class CreditBudget:
         """The estimated cost of ``count`` videos of ``key`` (see the module docstring)."""
         return self._unit_price(key) * count
 
+    def observe(self, key: PriceKey, unit_price: float) -> None:
+        """Learn a per-video price AKOOL charged earlier (e.g. in a previous run)."""
+        self._prices[key] = max(unit_price, self._prices.get(key, 0.0))
+
     def _unit_price(self, key: PriceKey) -> float:
         seen = self._prices.get(key)
         if seen is not None:
@@ -135,8 +159,9 @@ class CreditBudget:
             raise
         except BaseException:
             # The outcome is unknown (CreateOutcomeUnknownError, a cancellation mid-request):
-            # count it as billed so the cap never lets that money be spent twice.
-            self._settle(spend, spend.estimate)
+            # count it as billed so the cap never lets that money be spent twice. A create
+            # known not to have left yet (cancelled while queued) costs nothing.
+            self._settle(spend, 0.0 if spend.sent is False else spend.estimate)
             raise
         else:
             self._settle(spend, self._cost(spend))
@@ -172,7 +197,7 @@ class CreditBudget:
                 cost += unit
             else:
                 cost += credit
-                self._prices[spend.key] = max(credit, self._prices.get(spend.key, 0.0))
+                self.observe(spend.key, credit)
         return cost
 
     def _settle(self, spend: Spend, cost: float) -> None:

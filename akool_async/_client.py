@@ -6,10 +6,12 @@ import asyncio
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 
 from ._auth import REDACTED, ApiKeyAuth, Auth, TokenAuth
+from ._budget import CreditBudget
 from ._constants import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -18,6 +20,7 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
 )
+from ._downloads import DEFAULT_DOWNLOAD_CONCURRENCY, download_video, download_videos
 from ._errors import AkoolError, AkoolResponseError, AkoolValueError
 from ._generate import as_completed, wait_all
 from ._models import Video
@@ -48,6 +51,11 @@ class AkoolClient:
         poll: how the shared poller schedules results calls.
         wait_timeout: how long ``await handle`` waits by default (``None``: forever).
         max_concurrent_creates: create requests in flight at once, across all tasks.
+        max_credits: stop creating once the credits charged by this client's creates would
+            pass this cap: each create is estimated first (from earlier answers for the same
+            model, resolution, length and audio; before any, 60 credits per 5 s of video)
+            and refused with BudgetExceededError when it does not fit. Videos already
+            created are never cancelled. ``None`` (default): no cap.
 
     Raises:
         AkoolValueError: no credentials were given or found, or a setting is invalid.
@@ -66,6 +74,7 @@ class AkoolClient:
         poll: PollPolicy | None = None,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         max_concurrent_creates: int = DEFAULT_MAX_CONCURRENT_CREATES,
+        max_credits: float | None = None,
     ) -> None:
         if api_key is None and not (client_id and client_secret):
             api_key = os.environ.get(API_KEY_ENV) or None
@@ -114,6 +123,7 @@ class AkoolClient:
         self._poller = Poller(self._transport, poll or PollPolicy(), wait_timeout)
         self._create_slots = asyncio.Semaphore(max_concurrent_creates)
         self.max_concurrent_creates = max_concurrent_creates
+        self._budget = CreditBudget(max_credits)
         self.models = AIModels(self)
         self.image_to_video = ImageToVideo(self)
         self.account = Account(self)
@@ -133,6 +143,110 @@ class AkoolClient:
     def closed(self) -> bool:
         """True after ``aclose()``."""
         return self._transport.closed
+
+    @property
+    def max_credits(self) -> float | None:
+        """The credit cap on this client's creates (``None``: no cap)."""
+        return self._budget.max_credits
+
+    @property
+    def credits_charged(self) -> float:
+        """Credits charged by this client's creates so far.
+
+        The ``deduction_credit`` of every created video, plus the estimate of each create
+        whose outcome is unknown (it may have been billed).
+        """
+        return self._budget.charged
+
+    async def download(
+        self, video: Video, path: str | os.PathLike[str], *, overwrite: bool = True
+    ) -> Path:
+        """Save a completed video's file.
+
+        The file is streamed to a temporary file beside the target, checked against
+        ``Content-Length``, fsynced and renamed into place: ``path`` never holds a partial
+        file. Transient failures are retried with the client's retry policy.
+
+        Args:
+            video: a completed ``Video`` (``video_url`` set), e.g. what ``await handle`` gave.
+            path: the file to write; an existing directory gets ``<video id>.mp4`` inside.
+            overwrite: replace an existing file; when False an existing file is kept as is.
+
+        Returns:
+            The path written (or kept).
+
+        Raises:
+            AkoolValueError: the video has no file yet (not completed).
+            DownloadError: the file could not be saved whole; nothing was left behind.
+        """
+        return await download_video(
+            self._transport.session(),
+            video,
+            Path(path),
+            retry=self._transport.retry,
+            overwrite=overwrite,
+        )
+
+    @overload
+    async def download_many(
+        self,
+        videos: Iterable[Video],
+        directory: str | os.PathLike[str],
+        *,
+        concurrency: int = ...,
+        overwrite: bool = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[Path]: ...
+    @overload
+    async def download_many(
+        self,
+        videos: Iterable[Video],
+        directory: str | os.PathLike[str],
+        *,
+        concurrency: int = ...,
+        overwrite: bool = ...,
+        return_exceptions: Literal[True],
+    ) -> list[Path | BaseException]: ...
+    async def download_many(
+        self,
+        videos: Iterable[Video],
+        directory: str | os.PathLike[str],
+        *,
+        concurrency: int = DEFAULT_DOWNLOAD_CONCURRENCY,
+        overwrite: bool = False,
+        return_exceptions: bool = False,
+    ) -> list[Path] | list[Path | BaseException]:
+        """Save many completed videos as ``<directory>/<video id>.mp4``, a few at a time.
+
+        Each file is written like ``download`` does (atomic, size-checked). Files already
+        present are kept (they are whole: files only appear by atomic rename), so a re-run
+        fetches only what is missing.
+
+        Args:
+            concurrency: downloads in flight at once.
+            overwrite: fetch again even when the file exists.
+            return_exceptions: put each failure in its video's place instead of raising the
+                first one (which cancels the rest, leaving no partial files).
+
+        Returns:
+            The paths, in the order of ``videos``.
+
+        Raises:
+            AkoolValueError: a video has no file yet (checked before anything is fetched).
+            DownloadError: a file could not be saved whole.
+        """
+        results = await download_videos(
+            self._transport.session(),
+            videos,
+            Path(directory),
+            retry=self._transport.retry,
+            concurrency=concurrency,
+            overwrite=overwrite,
+            return_exceptions=return_exceptions,
+        )
+        if return_exceptions:
+            return results
+        return [r for r in results if isinstance(r, Path)]
 
     def as_completed(
         self, handles: Iterable[TaskHandle], *, timeout: float | _Default | None = DEFAULT

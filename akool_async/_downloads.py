@@ -84,6 +84,11 @@ def remove_stale_parts(target: Path) -> int:
     return removed
 
 
+def _resolve_target(video: Video, path: Path) -> tuple[Path, bool]:
+    target = default_path(video, path) if path.is_dir() else path
+    return target, target.exists()
+
+
 def _write(handle: IO[bytes], data: bytes) -> None:
     handle.write(data)
 
@@ -112,9 +117,7 @@ def _discard(handle: IO[bytes], tmp: Path) -> None:
 
 def _open_temp(target: Path) -> tuple[IO[bytes], Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=PART_SUFFIX
-    )
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=PART_SUFFIX)
     return os.fdopen(fd, "wb"), Path(name)
 
 
@@ -232,8 +235,8 @@ async def download_video(
 ) -> Path:
     """Save a completed ``video`` at ``path`` (a directory gets ``<id>.mp4`` inside it)."""
     url = _check_downloadable(video)
-    target = default_path(video, path) if path.is_dir() else path
-    if not overwrite and target.exists():
+    target, exists = await asyncio.to_thread(_resolve_target, video, path)
+    if exists and not overwrite:
         # Targets are only ever written by os.replace, so an existing one is whole.
         return target
     await download_url(

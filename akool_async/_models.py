@@ -273,6 +273,17 @@ _converter = cattrs.Converter(detailed_validation=True)
 _RAW = "__raw"
 
 
+def _strict_bool(value: object, _: object) -> bool:
+    # cattrs' default is bool(value): the string "false" would read as True.
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a JSON boolean, got {value!r:.40}")
+    return value
+
+
+# Registered before any class hook is generated: generated hooks bind field hooks eagerly.
+_converter.register_structure_hook(bool, _strict_bool)
+
+
 def _keep_raw(
     cls: type[_T],
     prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
@@ -290,9 +301,21 @@ def _keep_raw(
     return hook
 
 
+def _video_id(value: object, _: object) -> str:
+    # cattrs' str hook would turn null into "None" and 5 into "5": a handle for an id AKOOL
+    # never gave. An id must also survive resultsByIds' comma-separated list.
+    if not isinstance(value, str) or not value or any(c in value for c in ", \t\r\n"):
+        raise ValueError(f"not a video id: {value!r:.40}")
+    return value
+
+
 _converter.register_structure_hook(
     Video,
-    _keep_raw(Video, id=override(rename="_id"), webhook_url=override(rename="webhookUrl")),
+    _keep_raw(
+        Video,
+        id=override(rename="_id", struct_hook=_video_id),
+        webhook_url=override(rename="webhookUrl"),
+    ),
 )
 _converter.register_structure_hook(
     Resolution, make_dict_structure_fn(Resolution, _converter, _cattrs_forbid_extra_keys=False)

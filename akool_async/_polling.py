@@ -46,6 +46,8 @@ from ._transport import Transport
 logger = logging.getLogger("akool_async")
 
 RESULTS_PATH: Final = "/api/open/v4/image2Video/resultsByIds"
+#: Webhook news kept for ids not tracked yet (oldest dropped first; polling is the backstop).
+_EARLY_NEWS_LIMIT: Final = 1024
 _IN_PROGRESS: Final = frozenset({VideoStatus.QUEUEING.value, VideoStatus.PROCESSING.value})
 #: Errors after which the ids stay pending and polling backs off.
 _TRANSIENT: Final = (AkoolConnectionError, UpstreamError, RateLimitError, AkoolResponseError)
@@ -291,6 +293,7 @@ class Poller:
         self._failed_requests = 0
         self._rate_limited = 0
         self._listeners: list[Callable[[], None]] = []
+        self._early: dict[str, Video] = {}
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after each batch of status changes; returns an unsubscribe."""
@@ -327,6 +330,11 @@ class Poller:
                 _fail(entry, self._crashed)
                 return TaskHandle(self, entry, request)
             self._entries[video_id] = entry
+            early = self._early.pop(video_id, None)
+            if early is not None:
+                self._apply(entry, early, loop.time())
+                if entry.future.done():
+                    return TaskHandle(self, entry, request)
             if due < self._planned_wake:
                 self._wakeup.set()
             if self._task is None:
@@ -341,6 +349,10 @@ class Poller:
         """
         entry = self._entries.get(video.id)
         if entry is None:
+            # A webhook can beat the create's own answer: keep the news for track() to apply.
+            self._early[video.id] = video
+            while len(self._early) > _EARLY_NEWS_LIMIT:
+                del self._early[next(iter(self._early))]
             return False
         self._apply(entry, video, asyncio.get_running_loop().time())
         self._notify()
@@ -471,7 +483,8 @@ class Poller:
                 continue
             entry.missing = 0
             status = item.get("status")
-            if status in _IN_PROGRESS and type(status) is int:
+            # Type first: a list or dict status is unhashable and would crash the poller.
+            if type(status) is int and status in _IN_PROGRESS:
                 # Still running: keep only the status. Building a Video per poll would cost
                 # CPU and ~1 KiB per pending id for nothing (akool-api.md §5 shapes stay raw).
                 if entry.status is None or status >= entry.status:
@@ -536,6 +549,9 @@ class Poller:
             self._rate_limited += 1
             self._slowdown = min(self.policy.max_slowdown, self._slowdown * 2)
             wait = exc.retry_after if exc.retry_after is not None else self.policy.interval
+            # Never sit through more than the transport would: a Retry-After of hours (or
+            # inf) would otherwise stop polling for every handle, silently.
+            wait = min(wait, self._transport.retry.max_retry_after)
             self._not_before = max(
                 self._not_before, asyncio.get_running_loop().time() + wait * self._slowdown
             )

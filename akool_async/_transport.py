@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import json as jsonlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -97,9 +98,12 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf" and "nan" parse as floats but are no delay a server can mean.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -1,4 +1,4 @@
-"""Chaos: 1,000 videos through ``create_batch`` while a fifth of all calls fail, every way the fake can.
+"""Chaos: 1,000 videos through ``create_batch`` while a fifth of all calls fail, in every way.
 
 The accounting must close exactly: every video the fake created was either handed out as a
 handle or lies behind a ``CreateOutcomeUnknownError`` (nothing lost, nothing hidden), no create
@@ -127,6 +127,7 @@ async def test_chaos_nothing_lost_nothing_doubled() -> None:
         }
         reported = sum(e.request["count"] for e in unknown)
         faults = collections.Counter(server.faults_served)
+        served = {f"{ep}/{k.value}": n for (ep, k), n in sorted(faults.items(), key=str)}
         create_faults = sum(n for (ep, _), n in faults.items() if ep == "create_batch")
         results_faults = sum(n for (ep, _), n in faults.items() if ep == "results")
         tally = collections.Counter(
@@ -149,7 +150,7 @@ async def test_chaos_nothing_lost_nothing_doubled() -> None:
             f"  handles: {dict(tally)}\n"
             f"  poller: {stats.requests} requests, {stats.failed_requests} failed, "
             f"{stats.rate_limited} rate limited\n"
-            f"  faults served: { {f'{ep}/{k.value}': n for (ep, k), n in sorted(faults.items(), key=str)} }"
+            f"  faults served: {served}"
         )
 
         # Every fault kind hit both endpoints, at about the asked rate.

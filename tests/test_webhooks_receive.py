@@ -29,12 +29,14 @@ import attrs
 import pytest
 import uvicorn
 from aiohttp import web
+from conftest import CREATE_ARGS, FAST_POLL
 from fastapi import FastAPI
 from starlette.routing import Route
 
 from akool_async import (
     AkoolClient,
     AkoolValueError,
+    PollPolicy,
     RetryPolicy,
     TaskHandle,
     VideoFailedError,
@@ -48,7 +50,6 @@ from akool_async.webhooks import (
     aiohttp_handler,
     asgi_app,
 )
-from conftest import CREATE_ARGS, FAST_POLL
 
 #: Webhook videos are first polled after an hour: only a webhook can resolve them in a test.
 WEBHOOK_POLL = attrs.evolve(FAST_POLL, webhook_interval=3600.0)
@@ -61,7 +62,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 OTHER_SECRET = "another-secret-0123456789abcdefg"  # 32 bytes, like the fake's key
 
 
-def make_client(server: FakeAkoolServer, poll: Any = WEBHOOK_POLL, **kwargs: Any) -> AkoolClient:
+def make_client(
+    server: FakeAkoolServer, poll: PollPolicy = WEBHOOK_POLL, **kwargs: Any
+) -> AkoolClient:
     """A client for ``server`` that can verify its webhooks."""
     options: dict[str, Any] = {
         "client_id": server.client_id,
@@ -264,6 +267,9 @@ def loopback_socket() -> socket.socket:
     """A listening-ready socket on a free loopback port (so the URL is known up front)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it: without it, each uvicorn answer (start and body are two
+    # writes) waited ~40 ms for a delayed ACK and the suite ran seconds slower.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
 
@@ -286,7 +292,8 @@ async def serve_uvicorn(make_app: Callable[[str], Any]) -> AsyncIterator[str]:
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             async with asyncio.timeout(10):
-                while not server.started and not task.done():
+                # uvicorn offers a flag, not an event, to wait on.
+                while not server.started and not task.done():  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
             assert server.started, "uvicorn did not start (lifespan startup failed?)"
             yield base_url
@@ -341,9 +348,7 @@ async def serve_receiver(kind: str, client: AkoolClient, **options: Any) -> Asyn
 
 
 @pytest.fixture(params=["aiohttp", "asgi"])
-async def hook_url(
-    request: pytest.FixtureRequest, hook_client: AkoolClient
-) -> AsyncIterator[str]:
+async def hook_url(request: pytest.FixtureRequest, hook_client: AkoolClient) -> AsyncIterator[str]:
     """The webhook URL of a receiver for ``hook_client``, aiohttp's or the bare ASGI app."""
     async with serve_receiver(request.param, hook_client) as url:
         yield url
@@ -390,7 +395,12 @@ def _signed_raw(server: FakeAkoolServer, data_encrypt: str) -> bytes:
     parts = sorted([server.client_id, timestamp, nonce, data_encrypt])
     signature = hashlib.sha1("".join(parts).encode()).hexdigest()
     return json.dumps(
-        {"signature": signature, "dataEncrypt": data_encrypt, "timestamp": timestamp, "nonce": nonce}
+        {
+            "signature": signature,
+            "dataEncrypt": data_encrypt,
+            "timestamp": timestamp,
+            "nonce": nonce,
+        }
     ).encode()
 
 
@@ -475,9 +485,7 @@ async def test_receiver_fuzzed_bodies_never_500(
     assert 400 in statuses
 
 
-async def test_receiver_refuses_other_methods(
-    hook_url: str, http: aiohttp.ClientSession
-) -> None:
+async def test_receiver_refuses_other_methods(hook_url: str, http: aiohttp.ClientSession) -> None:
     """GET is answered 405 with Allow: POST."""
     async with http.get(hook_url) as response:
         assert (405, "POST") == (response.status, response.headers.get("Allow"))
@@ -631,12 +639,14 @@ async def test_webhooks_fail_handles_of_failed_videos(
 async def test_dropped_deliveries_resolve_by_polling(server: FakeAkoolServer, kind: str) -> None:
     """When the final deliveries are lost, polling (the backstop) still resolves the handles."""
     server.webhook_drop = lambda video_id, status: status >= 3
-    async with make_client(server, poll=BACKSTOP_POLL) as client:
-        async with serve_receiver(kind, client) as url:
-            handles = await create(client, count=3, webhook_url=url)
-            async with asyncio.timeout(10):
-                videos = await asyncio.gather(*handles)
-                await server.wait_webhooks()
+    async with (
+        make_client(server, poll=BACKSTOP_POLL) as client,
+        serve_receiver(kind, client) as url,
+    ):
+        handles = await create(client, count=3, webhook_url=url)
+        async with asyncio.timeout(10):
+            videos = await asyncio.gather(*handles)
+            await server.wait_webhooks()
     assert [server.video_url(h.id) for h in handles] == [v.video_url for v in videos]
     dropped = {d.video_id for d in server.webhook_deliveries if d.dropped}
     assert {h.id for h in handles} == dropped
@@ -659,7 +669,7 @@ async def test_duplicate_and_reordered_deliveries_are_harmless(
     late = [d.payload["status"] for d in server.webhook_deliveries[-2:]]
     assert [2, 2] == late  # the reordered status-2 deliveries really came last
     assert 3 * [VideoStatus.COMPLETED] == [h.status for h in handles]
-    assert [v for v in videos] == [h.result_nowait() for h in handles]
+    assert list(videos) == [h.result_nowait() for h in handles]
     assert 0 == server.call_count("results")
 
 
@@ -672,7 +682,8 @@ def examples() -> Iterator[dict[str, ModuleType]]:
     modules = {}
     for name in ("fastapi_app", "aiohttp_app"):
         spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # pydantic resolves annotations through sys.modules
         spec.loader.exec_module(module)

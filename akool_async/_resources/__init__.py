@@ -1,1 +1,1 @@
-"""API resources, one module per area: image_to_video, ai_models, account."""
+"""API resources, one module per area: image_to_video, ai_models, account, webhooks."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from .._budget import Spend, price_key, single_price_key
 from .._errors import AkoolResponseError, AkoolValueError, CreateOutcomeUnknownError
 from .._generate import Generation, ProgressCallback
 from .._models import (
@@ -30,6 +31,11 @@ AUDIO_PATH: Final = f"{_BASE}/updateVideoAudio"
 DELETE_PATH: Final = f"{_BASE}/delbyids"
 
 _AUDIO_TYPES: Final = {1: "AI", 2: "upload", 3: "none"}
+
+
+def _is_int(value: object) -> bool:
+    """A real int: bool is an int subclass, and 1.0 == 1, yet neither is an integer field."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_ids(ids: Iterable[str] | str) -> list[str]:
@@ -138,8 +144,25 @@ class ImageToVideo:
         """
         return Generation(self._client, requests, on_progress)
 
-    async def create_from(self, request: VideoRequest, count: int | None = None) -> Batch:
-        """Send one batch create for ``request`` (``count`` overrides ``request.count``)."""
+    async def create_from(
+        self,
+        request: VideoRequest,
+        count: int | None = None,
+        *,
+        before_send: Callable[[Mapping[str, Any]], object] | None = None,
+    ) -> Batch:
+        """Send one batch create for ``request`` (``count`` overrides ``request.count``).
+
+        Args:
+            before_send: called with the request body right before it is sent (after the
+                budget and concurrency checks). Journal the attempt there: a crash while the
+                request is out leaves a create whose outcome is unknown.
+
+        Raises:
+            BudgetExceededError: the create would take the credits charged past the
+                client's ``max_credits``; nothing was sent.
+            CreateOutcomeUnknownError: the request was sent but no answer came back.
+        """
         count = request.count if count is None else count
         body = request.batch_body(count)
         model = self._client.models.check(request.model_name)
@@ -147,8 +170,21 @@ class ImageToVideo:
             request.check_model(model)
             if model.max_count is not None and count > model.max_count:
                 raise AkoolValueError(f"count: {model.value} makes at most {model.max_count}")
+        async with self._client._budget.spend(price_key(request), count) as spend:
+            batch = await self._send_batch(request, body, spend.sending(before_send))
+            spend.created(batch.videos)
+        return batch
+
+    async def _send_batch(
+        self,
+        request: VideoRequest,
+        body: dict[str, Any],
+        before_send: Callable[[Mapping[str, Any]], object] | None,
+    ) -> Batch:
         client = self._client
         async with client._create_slots:
+            if before_send is not None:
+                before_send(body)
             envelope = await client._transport.request("POST", BATCH_PATH, json=body, create=True)
         data = _created_videos(envelope, body, BATCH_PATH)
         success = data.get("successList")
@@ -207,7 +243,8 @@ class ImageToVideo:
         Returns:
             A ``TaskHandle`` for the new video.
         """
-        if audio_type not in _AUDIO_TYPES or isinstance(audio_type, bool):
+        # bool and float pass "in (1, 2, 3)" (True == 1.0 == 1) but AKOOL wants an integer.
+        if not _is_int(audio_type) or audio_type not in _AUDIO_TYPES:
             raise AkoolValueError(
                 f"audio_type: must be 1 (AI), 2 (upload) or 3 (none), got {audio_type!r}"
             )
@@ -219,6 +256,10 @@ class ImageToVideo:
             )
         if webhook_url is not None:
             require_url("webhook_url", webhook_url)
+        if resolution is not None:
+            require_text("resolution", resolution)
+        if video_length is not None and (not _is_int(video_length) or video_length < 1):
+            raise AkoolValueError(f"video_length: must be a positive integer, got {video_length!r}")
         body: dict[str, Any] = {
             "image_url": require_url("image_url", image_url),
             "prompt": require_text("prompt", prompt),
@@ -235,7 +276,10 @@ class ImageToVideo:
             "webhookurl": webhook_url,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        return await self._create_one(CREATE_PATH, body, webhook=webhook_url is not None)
+        async with self._client._budget.spend(single_price_key(body), 1) as spend:
+            return await self._create_one(
+                CREATE_PATH, body, webhook=webhook_url is not None, spend=spend
+            )
 
     async def replace_audio(
         self, *, video_id: str, audio_url: str, audio_type: int = 2
@@ -248,7 +292,7 @@ class ImageToVideo:
             audio_type: 1 AI, 2 uploaded.
         """
         (video_id,) = check_ids([video_id])
-        if audio_type not in (1, 2) or isinstance(audio_type, bool):
+        if not _is_int(audio_type) or audio_type not in (1, 2):
             raise AkoolValueError(f"audio_type: must be 1 (AI) or 2 (upload), got {audio_type!r}")
         body = {
             "pre_video_id": video_id,
@@ -257,7 +301,9 @@ class ImageToVideo:
         }
         return await self._create_one(AUDIO_PATH, body, webhook=False)
 
-    async def _create_one(self, path: str, body: dict[str, Any], *, webhook: bool) -> TaskHandle:
+    async def _create_one(
+        self, path: str, body: dict[str, Any], *, webhook: bool, spend: Spend | None = None
+    ) -> TaskHandle:
         client = self._client
         async with client._create_slots:
             envelope = await client._transport.request("POST", path, json=body, create=True)
@@ -270,6 +316,8 @@ class ImageToVideo:
                 path=path,
                 request=body,
             ) from exc
+        if spend is not None:
+            spend.created([video])
         return client._poller.track(video.id, status=video.status, webhook=webhook)
 
     async def results(self, ids: Iterable[str] | str) -> list[Video]:

@@ -1,0 +1,595 @@
+"""Resumable bulk jobs: a JSONL file of requests in, every video downloaded, crash-safe.
+
+The runner drives ``image_to_video.create_from`` itself, one batch (at most 10 videos) at a
+time under a concurrency limit, so that each create is journaled as ``sent`` right before it
+leaves and its ids are committed the moment it answers (see ``_journal``). Then it follows
+every video to the end and saves its file with ``AkoolClient.download``.
+
+A re-run with the same journal:
+
+* never creates a request's videos again: it creates only the shortfall (count minus the
+  videos it has, minus those in doubt);
+* re-attaches to every video not finished or not yet on disk;
+* leaves creates whose outcome is unknown alone unless ``retry_unknown`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import attrs
+
+from ._budget import price_key
+from ._constants import MAX_BATCH_COUNT, VIDEO_RETENTION_SECONDS
+from ._downloads import remove_stale_parts
+from ._errors import (
+    AkoolError,
+    AkoolTimeoutError,
+    AkoolValueError,
+    AuthenticationError,
+    BudgetExceededError,
+    CreateOutcomeUnknownError,
+    DownloadError,
+    InsufficientCreditsError,
+    PermissionDeniedError,
+    VideoFailedError,
+)
+from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo, NewRequest
+from ._models import VideoRequest, VideoStatus
+
+if TYPE_CHECKING:
+    from ._client import AkoolClient
+    from ._polling import TaskHandle
+
+#: JSONL fields that map onto ``VideoRequest`` (``webhookurl``, the wire spelling, is accepted).
+REQUEST_FIELDS: Final = (
+    "image_url",
+    "prompt",
+    "resolution",
+    "video_length",
+    "model_name",
+    "negative_prompt",
+    "extend_prompt",
+    "last_image_url",
+    "generate_audio",
+    "count",
+    "webhook_url",
+)
+REQUIRED_FIELDS: Final = ("image_url", "prompt", "resolution", "video_length")
+_ALIASES: Final = {"webhookurl": "webhook_url"}
+#: After one of these no further create can succeed: stop creating, keep following.
+_STOPS_CREATING: Final = (
+    AuthenticationError,
+    PermissionDeniedError,
+    InsufficientCreditsError,
+    BudgetExceededError,
+)
+_UNSAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
+#: How often the live display and the status events look at the videos being followed.
+DEFAULT_STATUS_TICK: Final = 0.25
+
+
+# --- the job file ----------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class JobLine:
+    """One valid line of a jobs file."""
+
+    line: int
+    key: str
+    request: VideoRequest
+    fingerprint: str
+    stem: str
+
+    def as_new_request(self) -> NewRequest:
+        """The journal record of this line."""
+        body = attrs.asdict(self.request)
+        return NewRequest(
+            key=self.key,
+            line=self.line,
+            fingerprint=self.fingerprint,
+            body=body,
+            count=self.request.count,
+            stem=self.stem,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class LineError:
+    """A line of the jobs file that cannot be used, and why."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+def parse_jobs(lines: Iterable[bytes | str]) -> tuple[list[JobLine], list[LineError]]:
+    """Parse JSONL job lines (blank lines skipped); returns the valid lines and the errors."""
+    jobs: list[JobLine] = []
+    errors: list[LineError] = []
+    seen_ids: dict[str, int] = {}
+    occurrences: dict[str, int] = {}
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            errors.append(LineError(line=number, message="not valid UTF-8"))
+            continue
+        if not text.strip():
+            continue
+        try:
+            job = _parse_line(number, text, seen_ids, occurrences)
+        except _BadLine as exc:
+            errors.append(LineError(line=number, message=str(exc)))
+            continue
+        jobs.append(job)
+    return jobs, errors
+
+
+def load_jobs(path: Path) -> tuple[list[JobLine], list[LineError]]:
+    """Read and parse a jobs file.
+
+    Raises:
+        AkoolValueError: the file cannot be read.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AkoolValueError(f"jobs file {path}: {exc.strerror or exc}") from exc
+    return parse_jobs(data.splitlines())
+
+
+class _BadLine(Exception):
+    pass
+
+
+def _parse_line(
+    number: int, text: str, seen_ids: dict[str, int], occurrences: dict[str, int]
+) -> JobLine:
+    try:
+        item = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(item, dict):
+        raise _BadLine(f"expected a JSON object, got {type(item).__name__}")
+    fields: dict[str, Any] = {}
+    caller_id: str | None = None
+    for name, value in item.items():
+        if name == "id":
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise _BadLine("id: must be a non-empty string of at most 200 characters")
+            caller_id = value
+            continue
+        field = _ALIASES.get(name, name)
+        if field not in REQUEST_FIELDS:
+            raise _BadLine(f"unknown field {name!r}; expected: id, {', '.join(REQUEST_FIELDS)}")
+        if field in fields:
+            raise _BadLine(f"{field} given twice")
+        fields[field] = value
+    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    if missing:
+        raise _BadLine(f"missing required field(s): {', '.join(missing)}")
+    try:
+        request = VideoRequest(**fields)
+    except AkoolValueError as exc:
+        raise _BadLine(str(exc)) from None
+    except TypeError as exc:  # pragma: no cover - every field name was checked above
+        raise _BadLine(str(exc)) from None
+    # The count is left out: raising it later must add videos, not make a new request.
+    identity = {k: v for k, v in attrs.asdict(request).items() if k != "count"}
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    if caller_id is not None:
+        if caller_id in seen_ids:
+            raise _BadLine(f"id {caller_id!r} already used on line {seen_ids[caller_id]}")
+        seen_ids[caller_id] = number
+        key = f"id:{caller_id}"
+        stem = _file_stem(caller_id)
+    else:
+        # Identical lines are told apart by their order, not their (editable) line number.
+        occurrence = occurrences.get(fingerprint, 0) + 1
+        occurrences[fingerprint] = occurrence
+        key = f"auto:{fingerprint[:24]}" + (f":{occurrence}" if occurrence > 1 else "")
+        stem = f"line{number}"
+    return JobLine(line=number, key=key, request=request, fingerprint=fingerprint, stem=stem)
+
+
+def _file_stem(caller_id: str) -> str:
+    stem = _UNSAFE_NAME.sub("_", caller_id).strip("._") or "video"
+    return stem[:80]
+
+
+# --- running a job ---------------------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    """Where the runner reports progress (the CLI's live display or plain lines)."""
+
+    def event(self, kind: str, message: str) -> None:
+        """One thing happened. ``kind`` is e.g. created, completed, downloaded, warning."""
+
+    def refresh(self, stats: BulkStats) -> None:
+        """The counts changed (called a few times a second at most)."""
+
+
+@attrs.define(kw_only=True)
+class BulkStats:
+    """Where a bulk job stands; the live display and the summary read it."""
+
+    requests: int = 0
+    wanted: int = 0
+    created: int = 0
+    created_now: int = 0
+    queueing: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+    unknown: int = 0
+    downloaded: int = 0
+    downloaded_now: int = 0
+    create_failed: int = 0
+    not_created: int = 0
+    pending: int = 0
+    errors: int = 0
+    credits: float = 0.0
+    credits_now: float = 0.0
+    started: float = attrs.field(factory=time.monotonic)
+    finished_now: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """Videos still to be finished and saved in this run."""
+        done = self.downloaded + self.failed + self.unknown + self.create_failed
+        return max(0, self.wanted - done - self.not_created - self.errors)
+
+    def eta(self) -> float | None:
+        """Seconds left at this run's pace so far (None before anything finished)."""
+        if self.finished_now == 0 or self.remaining == 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return self.remaining * elapsed / self.finished_now
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary fields, for ``--json``."""
+        return {
+            "requests": self.requests,
+            "wanted": self.wanted,
+            "created": self.created,
+            "created_this_run": self.created_now,
+            "completed": self.completed,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "downloaded": self.downloaded,
+            "create_failed": self.create_failed,
+            "not_created": self.not_created,
+            "pending": self.pending,
+            "errors": self.errors,
+            "credits": round(self.credits, 6),
+            "credits_this_run": round(self.credits_now, 6),
+        }
+
+
+@attrs.define(kw_only=True)
+class BulkOutcome:
+    """What a bulk run ended with; the CLI turns it into a summary and an exit code."""
+
+    stats: BulkStats
+    #: (request key, line, reason) of creates whose outcome is unknown, this run or before.
+    unknown: list[tuple[str, int, str]] = attrs.Factory(list)
+    budget: BudgetExceededError | None = None
+    create_errors: list[AkoolError] = attrs.Factory(list)
+    follow_errors: list[AkoolError] = attrs.Factory(list)
+    video_failures: list[VideoFailedError] = attrs.Factory(list)
+    download_errors: list[DownloadError] = attrs.Factory(list)
+    timeouts: list[AkoolTimeoutError] = attrs.Factory(list)
+
+
+def plan_batches(count: int) -> list[int]:
+    """Split ``count`` videos into batch sizes of at most 10."""
+    full, rest = divmod(count, MAX_BATCH_COUNT)
+    return [MAX_BATCH_COUNT] * full + ([rest] if rest else [])
+
+
+class BulkRunner:
+    """Runs one bulk job against a client, recording everything in a journal.
+
+    Args:
+        client: an open ``AkoolClient`` (its ``max_credits`` is the run's budget).
+        journal: the job's journal, already holding the job's requests.
+        out_dir: where the video files go.
+        reporter: progress sink.
+        create_concurrency: batch creates in flight at once.
+        download_concurrency: downloads in flight at once.
+        wait_timeout: seconds to wait for each video (None: forever).
+        expiry_warning: warn when a video to download expires within this many seconds.
+    """
+
+    def __init__(
+        self,
+        client: AkoolClient,
+        journal: Journal,
+        out_dir: Path,
+        reporter: Reporter,
+        *,
+        create_concurrency: int,
+        download_concurrency: int,
+        wait_timeout: float | None,
+        expiry_warning: float,
+        status_tick: float = DEFAULT_STATUS_TICK,
+    ) -> None:
+        self._client = client
+        self._journal = journal
+        self._out = out_dir
+        self._reporter = reporter
+        self._create_limit = asyncio.Semaphore(create_concurrency)
+        self._download_limit = asyncio.Semaphore(download_concurrency)
+        self._wait_timeout = wait_timeout
+        self._expiry_warning = expiry_warning
+        self._status_tick = status_tick
+        self._stop_creating = False
+        self._following: dict[str, TaskHandle] = {}
+        self._last_status: dict[str, VideoStatus | None] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self.stats = BulkStats()
+        self.outcome = BulkOutcome(stats=self.stats)
+
+    async def run(self, jobs: list[JobLine], *, spent_before: float) -> BulkOutcome:
+        """Create what is missing, follow every unfinished video, save every file."""
+        journal = self._journal
+        stats = self.stats
+        stats.requests = len(jobs)
+        stats.credits = spent_before
+        plan: list[tuple[JobLine, int]] = []
+        follow: list[tuple[JobLine, JournalVideo]] = []
+        for job in jobs:
+            stats.wanted += job.request.count
+            videos = journal.videos(job.key)
+            in_doubt = journal.in_doubt(job.key)
+            stats.created += len(videos)
+            stats.unknown += in_doubt
+            if in_doubt:
+                self.outcome.unknown.extend(
+                    (job.key, job.line, c.error or "create outcome unknown")
+                    for c in journal.creates(job.key)
+                    if c.state == UNKNOWN
+                )
+            for video in videos:
+                self._classify_known(job, video, follow)
+            shortfall = job.request.count - len(videos) - in_doubt
+            plan.extend((job, size) for size in plan_batches(max(0, shortfall)))
+        if stats.created or stats.unknown:
+            self._reporter.event(
+                "resume",
+                f"journal: {stats.created} video(s) known, {stats.downloaded} on disk, "
+                f"{len(follow)} to follow, {stats.unknown} in doubt, "
+                f"{sum(n for _, n in plan)} to create",
+            )
+        self._warn_expiry(follow)
+        watcher = asyncio.create_task(self._watch(), name="akool-async-bulk-status")
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for job, row in follow:
+                    self._start_follow(job, row, self._client.image_to_video.handle(row.id))
+                for job, size in plan:
+                    group.create_task(self._create(job, size))
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            self._group = None
+        self._count_statuses()
+        self._reporter.refresh(stats)
+        return self.outcome
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _classify_known(
+        self, job: JobLine, video: JournalVideo, follow: list[tuple[JobLine, JournalVideo]]
+    ) -> None:
+        stats = self.stats
+        path = self._out / video.file_name
+        if video.status == VideoStatus.FAILED:
+            stats.failed += 1
+            return
+        if path.is_file():
+            stats.completed += 1
+            stats.downloaded += 1
+            if video.downloaded_at is None:
+                # Killed between the rename and its journal entry: the file is whole.
+                self._journal.mark_downloaded(video.id, path.stat().st_size)
+            return
+        remove_stale_parts(path)
+        follow.append((job, video))
+
+    def _warn_expiry(self, follow: list[tuple[JobLine, JournalVideo]]) -> None:
+        now = time.time()
+        for job, video in follow:
+            if video.create_time is None:
+                continue
+            left = video.create_time / 1000 + VIDEO_RETENTION_SECONDS - now
+            if left <= 0:
+                self._reporter.event(
+                    "warning",
+                    f"video {video.id} (line {job.line}) passed AKOOL's 7-day retention "
+                    f"{_duration(-left)} ago; it is probably gone",
+                )
+            elif left <= self._expiry_warning:
+                self._reporter.event(
+                    "warning",
+                    f"video {video.id} (line {job.line}) expires in {_duration(left)}: "
+                    f"downloading it now",
+                )
+
+    # -- creating ----------------------------------------------------------------------------
+
+    async def _create(self, job: JobLine, size: int) -> None:
+        async with self._create_limit:
+            if self._stop_creating:
+                self.stats.not_created += size
+                return
+            create_ids: list[int] = []
+
+            def journal_sent(_body: object) -> None:
+                # Committed before the request leaves: a crash from here on is "unknown".
+                create_ids.append(self._journal.start_create(job.key, size))
+
+            try:
+                batch = await self._client.image_to_video.create_from(
+                    job.request, size, before_send=journal_sent
+                )
+            except BudgetExceededError as exc:
+                self.stats.not_created += size
+                if self.outcome.budget is None:
+                    self.outcome.budget = exc
+                    self._reporter.event("budget", f"stopped creating: {exc}")
+                self._stop_creating = True
+                return
+            except CreateOutcomeUnknownError as exc:
+                estimate = self._client._budget.estimate(price_key(job.request), size)
+                if create_ids:
+                    self._journal.fail_create(create_ids[0], UNKNOWN, str(exc), credits=estimate)
+                self.stats.unknown += size
+                self.stats.credits += estimate
+                self.outcome.unknown.append((job.key, job.line, str(exc)))
+                self._reporter.event(
+                    "unknown",
+                    f"line {job.line}: create of {size} video(s) has an unknown outcome; "
+                    f"not retried (see --retry-unknown): {exc}",
+                )
+                return
+            except AkoolError as exc:
+                if create_ids:
+                    self._journal.fail_create(create_ids[0], REFUSED, str(exc))
+                self.stats.create_failed += size
+                self.outcome.create_errors.append(exc)
+                self._reporter.event("create_failed", f"line {job.line}: create failed: {exc}")
+                if isinstance(exc, _STOPS_CREATING) and not self._stop_creating:
+                    self._stop_creating = True
+                    self._reporter.event("warning", "no further creates will be sent in this run")
+                return
+            # Same step as the answer: nothing else runs before these ids are committed.
+            rows = self._journal.finish_create(create_ids[0], batch.videos)
+            stats = self.stats
+            stats.created += len(rows)
+            stats.created_now += len(rows)
+            stats.credits += batch.deduction_credit
+            stats.credits_now += batch.deduction_credit
+            shortfall = size - len(rows)
+            if shortfall:
+                stats.create_failed += shortfall
+                self._reporter.event(
+                    "create_failed",
+                    f"line {job.line}: AKOOL created {len(rows)} of {size}; the other "
+                    f"{shortfall} failed ({len(batch.errors)} in errorList); a re-run creates them",
+                )
+            self._reporter.event(
+                "created",
+                f"line {job.line}: created {len(rows)} video(s) "
+                f"({batch.deduction_credit:g} credits): {' '.join(r.id for r in rows)}",
+            )
+            for row, handle in zip(rows, batch.handles, strict=True):
+                self._start_follow(job, row, handle)
+
+    # -- following and saving ----------------------------------------------------------------
+
+    def _start_follow(self, job: JobLine, row: JournalVideo, handle: TaskHandle) -> None:
+        assert self._group is not None  # only called while run() holds the group
+        self._following[row.id] = handle
+        self._last_status[row.id] = handle.status
+        self._group.create_task(self._follow(job, row, handle))
+
+    async def _follow(self, job: JobLine, row: JournalVideo, handle: TaskHandle) -> None:
+        stats = self.stats
+        try:
+            video = await handle.wait(timeout=self._wait_timeout)
+        except VideoFailedError as exc:
+            self._journal.set_status(row.id, int(VideoStatus.FAILED))
+            stats.failed += 1
+            stats.finished_now += 1
+            self.outcome.video_failures.append(exc)
+            self._reporter.event("failed", f"line {job.line}: video {row.id} failed")
+            return
+        except AkoolTimeoutError as exc:
+            stats.pending += 1
+            stats.errors += 1
+            self.outcome.timeouts.append(exc)
+            self._reporter.event(
+                "warning", f"line {job.line}: video {row.id} still not finished; re-run to resume"
+            )
+            return
+        except AkoolError as exc:
+            self._journal.mark_error(row.id, str(exc))
+            stats.errors += 1
+            self.outcome.follow_errors.append(exc)
+            self._reporter.event("error", f"line {job.line}: video {row.id}: {exc}")
+            return
+        finally:
+            self._following.pop(row.id, None)
+            self._last_status.pop(row.id, None)
+        self._journal.set_status(row.id, int(VideoStatus.COMPLETED))
+        stats.completed += 1
+        self._reporter.event("completed", f"line {job.line}: video {row.id} completed")
+        target = self._out / row.file_name
+        async with self._download_limit:
+            try:
+                await self._client.download(video, target, overwrite=True)
+            except (DownloadError, AkoolValueError) as exc:
+                self._journal.mark_error(row.id, str(exc))
+                stats.errors += 1
+                stats.finished_now += 1
+                error = (
+                    exc
+                    if isinstance(exc, DownloadError)
+                    else DownloadError(str(exc), video_id=row.id)
+                )
+                self.outcome.download_errors.append(error)
+                self._reporter.event("download_failed", f"line {job.line}: {exc}")
+                return
+        size = (await asyncio.to_thread(target.stat)).st_size
+        self._journal.mark_downloaded(row.id, size)
+        stats.downloaded += 1
+        stats.downloaded_now += 1
+        stats.finished_now += 1
+        self._reporter.event("downloaded", f"line {job.line}: {target} ({size} bytes)")
+
+    async def _watch(self) -> None:
+        """Report status changes and refresh the display a few times a second."""
+        while True:
+            for video_id, handle in list(self._following.items()):
+                status = handle.status
+                if status is not None and status != self._last_status.get(video_id):
+                    self._last_status[video_id] = status
+                    if status is VideoStatus.PROCESSING:
+                        self._reporter.event("processing", f"video {video_id} processing")
+            self._count_statuses()
+            self._reporter.refresh(self.stats)
+            await asyncio.sleep(self._status_tick)
+
+    def _count_statuses(self) -> None:
+        queueing = processing = 0
+        for handle in self._following.values():
+            if handle.status is VideoStatus.PROCESSING:
+                processing += 1
+            elif not handle.done():
+                queueing += 1
+        self.stats.queueing = queueing
+        self.stats.processing = processing
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def describe_unknown(items: Iterable[tuple[str, int, str]]) -> list[str]:
+    """One line per create whose outcome is unknown."""
+    return [f"line {line} ({key}): {reason}" for key, line, reason in items]

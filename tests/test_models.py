@@ -1,0 +1,359 @@
+"""Tests of akool_async's models: JSON mapping (cattrs) and request validation (attrs).
+
+Answers come from FakeAkoolServer over HTTP where the fake can produce them; shapes the fake
+never sends (bad types, odd keys) go through the module's one converter directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from conftest import CREATE_ARGS
+
+from akool_async import (
+    AIModel,
+    AkoolClient,
+    AkoolResponseError,
+    AkoolValueError,
+    Effect,
+    Resolution,
+    Video,
+    VideoRequest,
+    VideoStatus,
+)
+from akool_async._models import structure
+from akool_async.testing import FakeAkoolServer
+
+VIDEO_ID = "65f1c2b3d4e5f6a7b8c9d0e1"
+RESULT_ITEM: dict[str, Any] = {
+    "_id": VIDEO_ID,
+    "status": 3,
+    "video_url": "https://cdn.example/v.mp4",
+    "video_duration": 5.041667,
+    "create_time": 1_700_000_000_000,
+    "update_time": 1_700_000_060_000,
+    "deduction_credit": 30,
+    "file_name": "cat.png",
+    "image_url": "https://images.example/cat.png",
+    "prompt": "the cat waves",
+    "resolution": "720p",
+    "webhookUrl": "https://hooks.example/akool",
+    "only_add_audio": False,
+    "sub_type": 1,
+}
+
+
+def test_video_maps_wire_names() -> None:
+    """``_id`` becomes ``id`` and ``webhookUrl`` becomes ``webhook_url``; documented fields map."""
+    video = structure(RESULT_ITEM, Video, where="test")
+    assert VIDEO_ID == video.id
+    assert VideoStatus.COMPLETED is video.status
+    assert "https://hooks.example/akool" == video.webhook_url
+    assert ("https://cdn.example/v.mp4", 5.041667, 30.0) == (
+        video.video_url,
+        video.video_duration,
+        video.deduction_credit,
+    )
+    assert (1_700_000_000_000, 1_700_000_060_000) == (video.create_time, video.update_time)
+    assert False is video.only_add_audio
+
+
+def test_video_keeps_whole_item_in_raw() -> None:
+    """The raw item, unknown keys included, stays reachable on ``Video.raw``."""
+    item = {**RESULT_ITEM, "brand_new_field": {"nested": [1, 2]}}
+    video = structure(item, Video, where="test")
+    assert item == dict(video.raw)
+    assert {"nested": [1, 2]} == video.raw["brand_new_field"]
+
+
+def test_video_minimal_item() -> None:
+    """Only ``_id`` and ``status`` are required; the rest defaults to None."""
+    video = structure({"_id": VIDEO_ID, "status": 1}, Video, where="test")
+    assert (VideoStatus.QUEUEING, None, None) == (video.status, video.video_url, video.create_time)
+
+
+def test_video_times() -> None:
+    """``created_at`` is the epoch-ms create_time in UTC; ``expires_at`` seven days later."""
+    video = structure(RESULT_ITEM, Video, where="test")
+    created = dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
+    assert created == video.created_at
+    assert created + dt.timedelta(days=7) == video.expires_at
+
+
+def test_video_raw_does_not_affect_equality() -> None:
+    """Two videos with the same fields are equal whatever extra keys their raw items had."""
+    one = structure(RESULT_ITEM, Video, where="test")
+    two = structure({**RESULT_ITEM, "extra": 1}, Video, where="test")
+    assert one == two
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"status": 1}, "required field missing @ $.id"),
+        ({"_id": VIDEO_ID}, "required field missing @ $.status"),
+        ({"_id": VIDEO_ID, "status": 9}, "@ $.status"),
+        ({"_id": VIDEO_ID, "status": 3, "video_duration": "long"}, "@ $.video_duration"),
+        ({"_id": None, "status": 1}, "@ $.id"),
+        ({"_id": 123, "status": 1}, "@ $.id"),
+        ({"_id": "a,b", "status": 1}, "@ $.id"),
+    ],
+)
+def test_bad_video_raises_response_error(item: dict[str, Any], message: str) -> None:
+    """An item that does not fit Video raises AkoolResponseError with cattrs' located messages."""
+    with pytest.raises(AkoolResponseError) as info:
+        structure(item, Video, where="/api/open/v4/image2Video/resultsByIds")
+    assert message in str(info.value)
+    assert str(info.value).startswith(
+        "unexpected answer from /api/open/v4/image2Video/resultsByIds: "
+    )
+    assert "/api/open/v4/image2Video/resultsByIds" == info.value.path
+
+
+def test_non_object_item_raises_response_error() -> None:
+    """A result item that is not a JSON object raises AkoolResponseError."""
+    with pytest.raises(AkoolResponseError, match="expected a JSON object, got str"):
+        structure("not-an-item", Video, where="test")
+
+
+@pytest.mark.parametrize("wire", ["false", "true", 2, [], {}])
+def test_non_bool_flag_is_not_read_as_true(wire: object) -> None:
+    """A flag that is not a JSON boolean is a bad shape, never silently truthy."""
+    with pytest.raises(AkoolResponseError, match="only_add_audio"):
+        structure({"_id": VIDEO_ID, "status": 1, "only_add_audio": wire}, Video, where="test")
+
+
+async def test_models_list_maps_fields(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """The model list maps resolutionList, durationList, maxCount and the support flags."""
+    models = {m.value: m for m in await client.models.list()}
+    assert ["AkoolImage2VideoFastV1", "AkoolImage2VideoHDV1", "seedance-1-0-lite-i2v-250428"] == (
+        sorted(models)
+    )
+    hd = models["AkoolImage2VideoHDV1"]
+    assert (
+        Resolution(value="720p", label="720p", width=1280, height=720),
+        Resolution(value="1080p", label="1080p", width=1920, height=1080),
+    ) == hd.resolutions
+    assert ("720p", "1080p") == hd.resolution_values
+    assert (5, 10) == hd.durations
+    assert (10, True, True, True, True) == (
+        hd.max_count,
+        hd.supports_last_frame,
+        hd.supports_extend_prompt,
+        hd.is_pro,
+        hd.requires_pay,
+    )
+    assert ("Akool Image2Video HD V1", "akool") == (hd.label, hd.provider)
+
+
+async def test_models_keep_raw(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """Unmapped model keys (sort, group, maxImageCount) stay in ``AIModel.raw``."""
+    (fast, *_) = await client.models.list()
+    assert dict(server.models[0]) == dict(fast.raw)
+    assert (1, "akool", 1) == (fast.raw["sort"], fast.raw["group"], fast.raw["maxImageCount"])
+
+
+async def test_supports_audio_follows_generate_audio_not_null(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """``supports_audio`` is true whenever the wire ``generate_audio`` is not null, any type."""
+    base = dict(server.models[0])
+    server.models = [
+        {**base, "value": "null-audio", "generate_audio": None},
+        {**base, "value": "false-audio", "generate_audio": False},
+        {**base, "value": "true-audio", "generate_audio": True},
+        {**base, "value": "object-audio", "generate_audio": {"default": False, "price": 2}},
+        {k: v for k, v in base.items() if k != "generate_audio"} | {"value": "absent-audio"},
+    ]
+    support = {m.value: m.supports_audio for m in await client.models.list()}
+    assert {
+        "null-audio": False,
+        "false-audio": True,
+        "true-audio": True,
+        "object-audio": True,
+        "absent-audio": False,
+    } == support
+
+
+async def test_model_nulls_fall_back_to_defaults(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """Null optional model fields read as their defaults, not as errors."""
+    server.models = [{"value": "bare", "maxCount": None, "resolutionList": None, "isPro": None}]
+    (bare,) = await client.models.list()
+    assert AIModel(value="bare") == bare
+
+
+@pytest.mark.parametrize(
+    ("models", "messages"),
+    [
+        ([{"label": "no value"}], ["required field missing @ $[0].value"]),
+        ([{"value": "m", "maxCount": "lots"}], ["expected int", "@ $[0].max_count"]),
+        (
+            [{"value": "m", "resolutionList": [{"label": "x"}]}],
+            ["required field missing @ $[0].resolutions[0].value"],
+        ),
+        ([{"value": "m", "durationList": ["five"]}], ["@ $[0].durations[0]"]),
+        ([{"value": "m", "supportedLastFrame": "false"}], ["@ $[0].supports_last_frame"]),
+    ],
+)
+async def test_bad_model_list_raises_response_error(
+    client: AkoolClient, server: FakeAkoolServer, models: list[Any], messages: list[str]
+) -> None:
+    """A model list that does not fit AIModel raises AkoolResponseError naming where."""
+    server.models = models
+    with pytest.raises(AkoolResponseError) as info:
+        await client.models.list()
+    for message in messages:
+        assert message in str(info.value)
+
+
+def test_non_object_model_raises_response_error() -> None:
+    """A model that is not a JSON object raises AkoolResponseError."""
+    with pytest.raises(AkoolResponseError, match=r"expected AIModel @ \$\[0\]"):
+        structure(["not-a-model"], list[AIModel], where="test")
+
+
+async def test_results_item_unknown_keys_kept(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """A results item from the wire keeps keys outside the documented list (``sub_type``)."""
+    batch = await client.image_to_video.create_batch(**CREATE_ARGS)
+    (video,) = await client.image_to_video.results(batch.ids)
+    assert 1 == video.raw["sub_type"]
+    assert batch.ids[0] == video.raw["_id"] == video.id
+
+
+async def test_effects_map_effect_code(client: AkoolClient) -> None:
+    """Effects map ``effect_code`` to ``code`` and keep the raw item."""
+    effects = await client.image_to_video.effects()
+    assert Effect(code="squish_89244231312", name="Squish") == effects[0]
+    assert "https://static.example.invalid/effects/squish.png" == effects[0].raw["logo"]
+
+
+def test_video_status_values() -> None:
+    """VideoStatus is an IntEnum with AKOOL's numbers; only 3 and 4 are terminal."""
+    assert [1, 2, 3, 4] == [s.value for s in VideoStatus]
+    assert ["QUEUEING", "PROCESSING", "COMPLETED", "FAILED"] == [s.name for s in VideoStatus]
+    assert [False, False, True, True] == [s.is_terminal for s in VideoStatus]
+    assert 3 == VideoStatus.COMPLETED
+
+
+# --- VideoRequest -----------------------------------------------------------------------------
+
+GOOD: dict[str, Any] = {
+    "image_url": "https://images.example/cat.png",
+    "prompt": "the cat waves",
+    "resolution": "720p",
+    "video_length": 5,
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("image_url", ""),
+        ("image_url", "cat.png"),
+        ("image_url", "ftp://images.example/cat.png"),
+        ("image_url", "https://"),
+        ("image_url", None),
+        ("prompt", ""),
+        ("prompt", "   "),
+        ("prompt", 5),
+        ("resolution", ""),
+        ("resolution", None),
+        ("video_length", 0),
+        ("video_length", -5),
+        ("video_length", 5.0),
+        ("video_length", "5"),
+        ("video_length", True),
+        ("count", 0),
+        ("count", -1),
+        ("count", 2.0),
+        ("count", True),
+        ("count", False),
+        ("model_name", 5),
+        ("negative_prompt", b"bytes"),
+        ("extend_prompt", 1),
+        ("extend_prompt", "yes"),
+        ("generate_audio", 0),
+        ("last_image_url", "last.png"),
+        ("webhook_url", "not a url"),
+        ("webhook_url", ""),
+    ],
+)
+def test_video_request_rejects(field: str, value: object) -> None:
+    """Bad request fields raise AkoolValueError (also a ValueError) naming the field."""
+    with pytest.raises(AkoolValueError) as info:
+        VideoRequest(**{**GOOD, field: value})
+    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_video_request_accepts_full_input() -> None:
+    """Every optional field is accepted with a valid value."""
+    request = VideoRequest(
+        **GOOD,
+        model_name="AkoolImage2VideoHDV1",
+        negative_prompt="",
+        extend_prompt=True,
+        last_image_url="https://images.example/last.png",
+        generate_audio=False,
+        count=10,
+        webhook_url="https://hooks.example/akool",
+    )
+    assert 10 == request.count
+
+
+def test_batch_body_uses_wire_names() -> None:
+    """The batch body spells ``webhookurl`` in lowercase and leaves unset fields out."""
+    request = VideoRequest(**GOOD, webhook_url="https://hooks.example/akool", extend_prompt=False)
+    assert {
+        "image_url": "https://images.example/cat.png",
+        "prompt": "the cat waves",
+        "resolution": "720p",
+        "video_length": 5,
+        "count": 3,
+        "extend_prompt": False,
+        "webhookurl": "https://hooks.example/akool",
+    } == request.batch_body(3)
+
+
+@pytest.mark.parametrize("count", [0, 11])
+def test_batch_body_count_bounds(count: int) -> None:
+    """One batch makes 1 to 10 videos."""
+    with pytest.raises(AkoolValueError, match="count: must be between 1 and 10"):
+        VideoRequest(**GOOD).batch_body(count)
+
+
+HD = AIModel(
+    value="hd",
+    resolutions=(Resolution(value="720p"), Resolution(value="1080p")),
+    durations=(5, 10),
+    max_count=10,
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"resolution": "480p"}, "resolution: '480p' not offered by hd: ('720p', '1080p')"),
+        ({"video_length": 7}, "video_length: 7 not offered by hd: (5, 10)"),
+        (
+            {"last_image_url": "https://images.example/l.png"},
+            "last_image_url: hd does not support a last frame",
+        ),
+        ({"generate_audio": True}, "generate_audio: hd cannot generate audio"),
+    ],
+)
+def test_check_model_names_allowed_values(changes: dict[str, Any], message: str) -> None:
+    """A value the model does not offer is rejected with the values it does offer."""
+    with pytest.raises(AkoolValueError) as info:
+        VideoRequest(**{**GOOD, **changes}).check_model(HD)
+    assert message == str(info.value)
+
+
+def test_check_model_accepts_offered_values() -> None:
+    """Offered values pass; ``generate_audio=False`` is fine on a model without audio."""
+    VideoRequest(**{**GOOD, "resolution": "1080p", "video_length": 10}).check_model(HD)
+    VideoRequest(**GOOD, generate_audio=False).check_model(HD)

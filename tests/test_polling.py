@@ -1,0 +1,323 @@
+"""Tests of the shared poller and TaskHandle, against FakeAkoolServer on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import pytest
+from conftest import CREATE_ARGS, FAST_POLL
+
+from akool_async import (
+    AkoolClient,
+    AkoolTimeoutError,
+    ClientClosedError,
+    NotFoundError,
+    PollPolicy,
+    RetryPolicy,
+    TaskHandle,
+    VideoStatus,
+)
+from akool_async.testing import FakeAkoolServer, Fault, FaultKind
+
+RESULTS_PATH = "/api/open/v4/image2Video/resultsByIds"
+UNKNOWN_ID = "0123456789abcdef01234567"
+
+
+def make_client(server: FakeAkoolServer, **kwargs: Any) -> AkoolClient:
+    """A fast client for ``server``."""
+    kwargs.setdefault("poll", FAST_POLL)
+    kwargs.setdefault("retry", RetryPolicy.fast())
+    kwargs.setdefault("wait_timeout", 30)
+    return AkoolClient(server.api_key, base_url=server.url, **kwargs)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds; fail the test after 10 s."""
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110  # the fake and poller offer no event to await
+            await asyncio.sleep(0.005)
+
+
+def polls_of(server: FakeAkoolServer, video_id: str, *, since: int = 0) -> list[Any]:
+    """The answered results calls, from request ``since`` of the log on, that asked for the id."""
+    return [
+        r
+        for r in server.requests[since:]
+        if r.endpoint == "results"
+        and r.finished_at is not None
+        and video_id in r.body["_ids"].split(",")
+    ]
+
+
+async def pinned_handle(
+    client: AkoolClient, server: FakeAkoolServer, status: VideoStatus
+) -> TaskHandle:
+    """A handle whose video the fake holds at ``status``, once the handle has seen it."""
+    (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+    server.set_status(handle.id, status)
+    await until(lambda: handle.status is status)
+    return handle
+
+
+# --- waiting, cancelling, timing out -----------------------------------------------------------
+
+
+async def test_cancelling_one_waiter_leaves_the_rest(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """Cancelling one wait leaves the other waiters, the id and its polling alive."""
+    handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
+    twin = client.image_to_video.handle(handle.id)
+    doomed = asyncio.create_task(handle.wait())
+    others = [asyncio.create_task(handle.wait()), asyncio.create_task(twin.wait())]
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert [handle.id] == client.poller.pending_ids()
+    assert not handle.done()
+    assert not any(t.done() for t in others)
+    mark = len(server.requests)
+    await until(lambda: len(polls_of(server, handle.id, since=mark)) >= 2)
+    server.complete(handle.id)
+    first, second = await asyncio.gather(*others)
+    assert first == second == await handle
+    assert VideoStatus.COMPLETED is first.status
+
+
+async def test_outer_timeout_cancels_only_that_wait(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """A caller's own asyncio timeout around ``await handle`` leaves the handle usable."""
+    handle = await pinned_handle(client, server, VideoStatus.QUEUEING)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await handle
+    assert not handle.done()
+    server.complete(handle.id)
+    assert VideoStatus.COMPLETED is (await handle).status
+
+
+async def test_wait_timeout_raises_and_handle_stays_usable(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """``wait(timeout=...)`` raises AkoolTimeoutError naming the video and its last status."""
+    handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
+    with pytest.raises(AkoolTimeoutError) as info:
+        await handle.wait(timeout=0.05)
+    assert isinstance(info.value, TimeoutError)
+    assert (handle.id, VideoStatus.PROCESSING) == (info.value.video_id, info.value.last_status)
+    assert handle.id in str(info.value)
+    assert not handle.done()
+    assert [handle.id] == client.poller.pending_ids()
+    server.complete(handle.id)
+    assert VideoStatus.COMPLETED is (await handle.wait(timeout=None)).status
+
+
+async def test_client_wait_timeout_is_the_default(server: FakeAkoolServer) -> None:
+    """``await handle`` waits the client's ``wait_timeout``."""
+    async with make_client(server, wait_timeout=0.05) as client:
+        handle = await pinned_handle(client, server, VideoStatus.QUEUEING)
+        with pytest.raises(AkoolTimeoutError) as info:
+            await handle
+        assert VideoStatus.QUEUEING is info.value.last_status
+        server.complete(handle.id)
+        await until(handle.done)
+        assert VideoStatus.COMPLETED is (await handle).status
+
+
+async def test_handle_basics(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """A handle reports its id, status and doneness; result_nowait refuses before the end."""
+    handle = await pinned_handle(client, server, VideoStatus.QUEUEING)
+    assert f"<TaskHandle id={handle.id} status=QUEUEING>" == repr(handle)
+    assert not handle.done()
+    with pytest.raises(asyncio.InvalidStateError):
+        handle.result_nowait()
+    server.complete(handle.id)
+    video = await handle
+    assert handle.done()
+    assert video == handle.result_nowait()
+    assert f"<TaskHandle id={handle.id} status=COMPLETED>" == repr(handle)
+
+
+# --- status progression, missing ids -----------------------------------------------------------
+
+
+async def test_status_follows_progression(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """A handle sees only forward moves while polling: 1, then 2, then 3."""
+    (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+    seen: list[VideoStatus | None] = []
+    unsubscribe = client.poller.subscribe(lambda: seen.append(handle.status))
+    await handle
+    # The listener runs after the tick that resolved the handle: wait for that call.
+    await until(lambda: VideoStatus.COMPLETED in seen)
+    unsubscribe()
+    assert seen == sorted(seen, key=int)
+    assert VideoStatus.COMPLETED is seen[-1]
+
+
+async def test_status_never_goes_backwards(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """An older status answered after a newer one is ignored; polling goes on."""
+    handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
+    server.set_status(handle.id, VideoStatus.QUEUEING)
+    mark = len(server.requests)
+    await until(lambda: len(polls_of(server, handle.id, since=mark)) >= 2)
+    assert VideoStatus.PROCESSING is handle.status
+    server.complete(handle.id)
+    assert VideoStatus.COMPLETED is (await handle).status
+
+
+async def test_missing_id_fails_after_a_few_polls(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """An id AKOOL stops reporting fails with NotFoundError after ``missing_polls`` + 1 misses."""
+    (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+    server.forget(handle.id)
+    with pytest.raises(NotFoundError) as info:
+        await handle
+    assert ("POST", RESULTS_PATH) == (info.value.method, info.value.path)
+    assert handle.id in str(info.value)
+    assert FAST_POLL.missing_polls + 1 == len(polls_of(server, handle.id))
+    assert [] == client.poller.pending_ids()
+
+
+async def test_unknown_reattached_id_fails_not_found(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """Re-attaching to an id AKOOL never knew ends in NotFoundError, not a hang."""
+    with pytest.raises(NotFoundError):
+        await client.image_to_video.handle(UNKNOWN_ID)
+
+
+async def test_transient_miss_does_not_fail(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """An id missing from one answer, then back, stays pending and completes."""
+    handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
+    server.forget(handle.id)
+    mark = len(server.requests)
+    await until(lambda: len(polls_of(server, handle.id, since=mark)) >= 1)
+    server.videos[handle.id].forgotten = False
+    server.complete(handle.id)
+    assert VideoStatus.COMPLETED is (await handle).status
+
+
+# --- one poller for many handles ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[FakeAkoolServer]:
+    """A fake whose videos take long enough for several polling rounds."""
+    async with FakeAkoolServer(queue_seconds=0.3, process_seconds=0.3) as fake:
+        yield fake
+
+
+async def test_200_handles_cost_ceil_200_over_50_calls_per_tick(
+    slow_server: FakeAkoolServer,
+) -> None:
+    """200 pending handles are polled with at most ceil(200/50) results calls per tick."""
+    server = slow_server
+    async with make_client(server, poll=PollPolicy(initial_delay=3600)) as creator:
+        batches = await asyncio.gather(
+            *(creator.image_to_video.create_batch(**CREATE_ARGS, count=10) for _ in range(20))
+        )
+    ids = [i for batch in batches for i in batch.ids]
+    assert 200 == len(set(ids))
+    server.reset_log()
+    poll = attrs.evolve(FAST_POLL, interval=0.05, multiplier=1.0)
+    assert 50 == poll.max_ids_per_request  # the default under test
+    async with make_client(server, poll=poll) as client:
+        handles = [client.image_to_video.handle(i) for i in ids]
+        videos = await asyncio.gather(*handles)
+        stats = client.poller.statistics()
+    assert [VideoStatus.COMPLETED] * 200 == [v.status for v in videos]
+    calls = server.calls("results")
+    sizes = [len(call.body["_ids"].split(",")) for call in calls]
+    per_tick = math.ceil(200 / 50)
+    assert len(calls) == stats.requests
+    assert sum(sizes) == stats.ids_polled
+    assert 50 == max(sizes) == stats.max_ids_per_request
+    assert per_tick == stats.max_requests_per_tick
+    assert len(calls) <= per_tick * stats.ticks
+    # The first round asks for all 200 ids in exactly four calls of 50.
+    assert sorted(ids) == sorted(i for call in calls[:4] for i in call.body["_ids"].split(","))
+    # Never one call per video per round: far fewer calls than ids polled.
+    assert stats.ticks >= 2
+    assert len(calls) < stats.ids_polled / 40
+
+
+async def test_poller_idles_with_nothing_pending(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """No results call is sent before the first handle nor after the last one finished."""
+    await asyncio.sleep(0.1)
+    assert 0 == client.poller.statistics().ticks
+    (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+    await handle
+    calls = server.call_count("results")
+    await asyncio.sleep(0.1)  # five poll intervals
+    assert calls == server.call_count("results")
+    assert 0 == client.poller.statistics().pending
+
+
+async def test_huge_retry_after_does_not_stall_polling(server: FakeAkoolServer) -> None:
+    """A results 429 asking for hours (or inf) delays polling at most ``max_retry_after``."""
+    retry = attrs.evolve(RetryPolicy.fast(), max_retry_after=0.05)
+    server.inject(
+        "results",
+        Fault(FaultKind.HTTP_429, retry_after=99_999),
+        Fault(FaultKind.HTTP_429, retry_after=math.inf),
+    )
+    async with make_client(server, retry=retry) as client:
+        (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+        video = await handle.wait(timeout=10)
+        assert 2 <= client.poller.statistics().rate_limited
+    assert VideoStatus.COMPLETED is video.status
+
+
+# --- closing and crashing ----------------------------------------------------------------------
+
+
+async def test_aclose_fails_pending_handles(server: FakeAkoolServer) -> None:
+    """aclose() fails every pending handle, waiting or not, with ClientClosedError."""
+    client = make_client(server)
+    batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+    waiter = asyncio.create_task(batch.handles[0].wait())
+    await asyncio.sleep(0)
+    await client.aclose()
+    with pytest.raises(ClientClosedError) as info:
+        await waiter
+    assert isinstance(info.value, RuntimeError)
+    with pytest.raises(ClientClosedError):
+        await batch.handles[1]
+    assert [] == client.poller.pending_ids()
+
+
+class ListenerBug(Exception):
+    """A bug in code the poller runs (here: a progress listener)."""
+
+
+async def test_poller_crash_reaches_every_waiter_and_aclose(server: FakeAkoolServer) -> None:
+    """When the poller dies, every waiting handle gets its exception and aclose() re-raises it."""
+    client = make_client(server)
+    batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
+    for video_id in batch.ids:
+        server.set_status(video_id, VideoStatus.QUEUEING)
+    waiters = [asyncio.create_task(h.wait(timeout=None)) for h in batch.handles]
+
+    def broken_listener() -> None:
+        raise ListenerBug("a progress callback failed")
+
+    client.poller.subscribe(broken_listener)
+    outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+    assert [ListenerBug] * 3 == [type(o) for o in outcomes]
+    assert all(o is outcomes[0] for o in outcomes)
+    assert all(h.done() for h in batch.handles)
+    # A handle made after the crash fails at once instead of hanging.
+    with pytest.raises(ListenerBug):
+        await client.image_to_video.handle(batch.ids[0]).wait(timeout=None)
+    with pytest.raises(ListenerBug):
+        await client.aclose()
+    assert client.closed
