@@ -289,6 +289,8 @@ class BulkOutcome:
     create_errors: list[AkoolError] = attrs.Factory(list)
     follow_errors: list[AkoolError] = attrs.Factory(list)
     video_failures: list[VideoFailedError] = attrs.Factory(list)
+    #: Videos that had failed in earlier runs (not created again).
+    failed_before: int = 0
     download_errors: list[DownloadError] = attrs.Factory(list)
     timeouts: list[AkoolTimeoutError] = attrs.Factory(list)
 
@@ -399,6 +401,7 @@ class BulkRunner:
         path = self._out / video.file_name
         if video.status == VideoStatus.FAILED:
             stats.failed += 1
+            self.outcome.failed_before += 1
             return
         if path.is_file():
             stats.completed += 1

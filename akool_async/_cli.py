@@ -715,7 +715,7 @@ async def _cmd_bulk(args: argparse.Namespace, output: _Output) -> int:
         # Every request is on record before anything is created.
         journal.add_requests(job.as_new_request() for job in jobs)
         recovered = journal.recover()
-        for create in recovered:
+        for create in [] if args.retry_unknown else recovered:
             output.note(
                 f"unknown: a create of {create.count} video(s) ({create.request_key}) was in "
                 "flight when the last run stopped; it may have been billed, so it is not resent "
@@ -767,7 +767,8 @@ def _bulk_exit_code(outcome: BulkOutcome) -> int:
     codes += [exit_code_for(e) for e in outcome.create_errors]
     codes += [exit_code_for(e) for e in outcome.follow_errors]
     codes += [CONNECTION for _ in outcome.timeouts]
-    codes += [VIDEO_FAILED for _ in outcome.video_failures]
+    if outcome.video_failures or outcome.failed_before:
+        codes.append(VIDEO_FAILED)
     codes += [DOWNLOAD_FAILED for _ in outcome.download_errors]
     return worst(codes)
 

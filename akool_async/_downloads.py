@@ -130,7 +130,10 @@ async def _attempt(
 ) -> int:
     """One download attempt; returns the bytes written. Never leaves a temporary file."""
     where = safe_url(url)
-    handle, tmp = await asyncio.to_thread(_open_temp, target)
+    try:
+        handle, tmp = await asyncio.to_thread(_open_temp, target)
+    except OSError as exc:
+        raise _disk_error(video_id, target, exc) from exc
     try:
         received = 0
         expected: int | None = None
@@ -185,10 +188,22 @@ async def _attempt(
             )
         await asyncio.to_thread(_commit, handle, tmp, target)
         return received
+    except OSError as exc:
+        # Writing failed (disk full, permissions): not worth retrying, and not a crash.
+        _discard(handle, tmp)
+        raise _disk_error(video_id, target, exc) from exc
     except BaseException:
         # Synchronous on purpose: it must also run when this task is being cancelled.
         _discard(handle, tmp)
         raise
+
+
+def _disk_error(video_id: str, target: Path, exc: OSError) -> DownloadError:
+    return DownloadError(
+        f"cannot write video {video_id} to {target}: {exc.strerror or exc}",
+        video_id=video_id,
+        path=str(target),
+    )
 
 
 async def download_url(
@@ -261,7 +276,10 @@ async def download_videos(
     items = list(videos)
     for video in items:
         _check_downloadable(video)
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    try:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create {directory}: {exc.strerror or exc}") from exc
     limit = asyncio.Semaphore(concurrency)
 
     async def one(video: Video) -> Path | BaseException:

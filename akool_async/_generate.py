@@ -21,6 +21,7 @@ from ._errors import (
     AkoolTimeoutError,
     AkoolValueError,
     AuthenticationError,
+    BudgetExceededError,
     InsufficientCreditsError,
     PermissionDeniedError,
 )
@@ -33,7 +34,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("akool_async")
 
 #: After one of these, no further create can succeed: the rest are recorded, not sent.
-_STOPS_ALL = (AuthenticationError, InsufficientCreditsError, PermissionDeniedError)
+_STOPS_ALL = (
+    AuthenticationError,
+    BudgetExceededError,
+    InsufficientCreditsError,
+    PermissionDeniedError,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -208,7 +214,7 @@ class Generation:
         except AkoolError as exc:
             logger.warning("create of %d video(s) failed: %s", count, exc)
             self.failures.append(CreateFailure(request=request, count=count, error=exc))
-            if isinstance(exc, _STOPS_ALL) or type(exc).__name__ == "BudgetExceededError":
+            if isinstance(exc, _STOPS_ALL):
                 self._stop = exc
         else:
             self._credits += batch.deduction_credit

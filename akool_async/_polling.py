@@ -426,7 +426,13 @@ class Poller:
             crash = exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc
             logger.error("the akool_async poller crashed: %r", crash)
             self._crashed = crash
-            self._fail_all(crash)
+            try:
+                self._fail_all(crash)
+            except Exception:
+                # _fail_all failed every waiter before notifying listeners; a listener that
+                # raises again (often the same bug) must not end this task with an exception
+                # nobody retrieves (asyncio would log it at garbage collection).
+                logger.exception("a poller listener failed while the crash was reported")
 
     async def _tick(self, now: float) -> None:
         horizon = now + self.policy.interval / 2

@@ -253,7 +253,8 @@ def main() -> None:
                 )
             ours, naive = rows["ours"], rows["naive"]
             print(
-                f"ratios naive/ours at N={n}: requests {naive['requests'] / ours['requests']:.1f}x, "
+                f"ratios naive/ours at N={n}: "
+                f"requests {naive['requests'] / ours['requests']:.1f}x, "
                 f"CPU {naive['cpu'] / max(ours['cpu'], 1e-9):.1f}x, "
                 f"peak RSS {naive['peak_rss'] / ours['peak_rss']:.2f}x; "
                 f"ours p99 latency = {percentile(ours['latencies'], 0.99) / args.interval:.2f} "

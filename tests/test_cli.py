@@ -516,15 +516,17 @@ async def test_a_corrupt_line_is_named_and_nothing_is_created(
 async def test_a_failed_video_is_counted_and_exits_12(
     fake: FakeAkoolServer, tmp_path: Path
 ) -> None:
-    """A video that fails is summarised as failed and the job exits 12."""
+    """A failed video is summarised, exits 12, and is not created again by a re-run."""
     fake.fail_when = lambda body: body["prompt"] == "breaks"
     jobs = write_jobs(tmp_path / "jobs.jsonl", [request("works", id="w"), request("breaks")])
 
     run = await cli("bulk", str(jobs), "--out", str(tmp_path / "out"), *conn(fake))
+    rerun = await cli("bulk", str(jobs), "--out", str(tmp_path / "out"), *conn(fake))
 
     assert 12 == run.code
     assert "failed      1" in run.out
     assert {"w-1.mp4"} == set(videos_on_disk(tmp_path / "out"))
+    assert (12, 2) == (rerun.code, fake.created_count)  # still failed; nothing made again
 
 
 async def test_bulk_warns_about_a_video_near_expiry(fake: FakeAkoolServer, tmp_path: Path) -> None:
@@ -597,6 +599,17 @@ async def test_a_closed_stdout_does_not_stop_a_bulk_job(
 
     assert (0, "") == (proc.returncode, err.decode())
     assert 12 == len(videos_on_disk(out)) == fake.created_count
+
+
+async def test_the_example_job_runs(fake: FakeAkoolServer, tmp_path: Path) -> None:
+    """examples/jobs.jsonl (used by `make demo`) is valid and completes against the fake."""
+    jobs = Path(__file__).parent.parent / "examples" / "jobs.jsonl"
+
+    run = await cli("bulk", str(jobs), "--out", str(tmp_path), *conn(fake))
+
+    assert 0 == run.code, run.err
+    assert 20 == len(videos_on_disk(tmp_path)) == fake.created_count
+    assert {"cat-waves-3.mp4", "owl-blinks-12.mp4", "line6-2.mp4"} <= set(videos_on_disk(tmp_path))
 
 
 # --- fake-server -----------------------------------------------------------------------------

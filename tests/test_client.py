@@ -6,6 +6,7 @@ import gc
 import warnings
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import CREATE_ARGS, FAST_POLL
 
@@ -198,14 +199,18 @@ async def test_client_without_async_with(server: FakeAkoolServer) -> None:
     assert client.closed
 
 
-async def test_unclosed_client_warns(server: FakeAkoolServer) -> None:
-    """A client dropped with its session open warns ResourceWarning without the key."""
+async def leak_client(server: FakeAkoolServer) -> aiohttp.ClientSession:
+    """Use a client and drop it unclosed; return its still-open session for cleanup."""
     client = make_client(server)
     await client.account.credits()
-    session = client._transport.session()
+    return client._transport.session()
+
+
+async def test_unclosed_client_warns(server: FakeAkoolServer) -> None:
+    """A client dropped with its session open warns ResourceWarning without the key."""
+    session = await leak_client(server)
     try:
         with pytest.warns(ResourceWarning, match="unclosed <AkoolClient") as record:
-            del client
             gc.collect()
         assert all(server.api_key not in str(w.message) for w in record)
     finally:

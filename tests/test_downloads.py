@@ -110,6 +110,17 @@ async def test_a_missing_file_is_not_retried(
     assert [] == listing(tmp_path)
 
 
+async def test_a_file_that_cannot_be_written_is_a_download_error(
+    client: AkoolClient, server: FakeAkoolServer, tmp_path: Path
+) -> None:
+    """A disk-side failure (here: a file where a directory should be) raises DownloadError."""
+    (video,) = await finished(client, 1)
+    (tmp_path / "not-a-dir").write_bytes(b"")
+
+    with pytest.raises(DownloadError, match="cannot write"):
+        await client.download(video, tmp_path / "not-a-dir" / "v.mp4")
+
+
 async def test_an_unfinished_video_cannot_be_downloaded(
     client: AkoolClient, server: FakeAkoolServer, tmp_path: Path
 ) -> None:

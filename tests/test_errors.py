@@ -137,7 +137,7 @@ def test_code_maps_to_family(code: int, family: type[AkoolAPIError]) -> None:
 async def test_business_code_answer_raises_family(
     scripted: Scripted, client: AkoolClient, code: int, family: type[AkoolAPIError]
 ) -> None:
-    """An HTTP 200 answer with a known code raises exactly its family, with the request's context."""
+    """An HTTP 200 answer with a known code raises exactly its family, with request context."""
     scripted.body = {"code": code, "msg": f"refused with {code}", "data": None}
     with pytest.raises(AkoolAPIError) as info:
         await client.account.credits()
@@ -149,7 +149,7 @@ async def test_business_code_answer_raises_family(
 
 
 async def test_unknown_code_raises_plain_api_error(scripted: Scripted, client: AkoolClient) -> None:
-    """An undocumented code still raises AkoolAPIError, naming code, msg, method, path, request id."""
+    """An undocumented code raises AkoolAPIError naming code, msg, method, path, request id."""
     scripted.body = {"code": 4242, "msg": "something new", "data": None}
     scripted.headers = {"x-request-id": "req-77"}
     with pytest.raises(AkoolAPIError) as info:
@@ -196,7 +196,8 @@ async def test_non_envelope_raises_response_error(
     scripted.body = body
     with pytest.raises(AkoolResponseError) as info:
         await client.account.credits()
-    assert ("GET", CREDITS_PATH, 200) == (info.value.method, info.value.path, info.value.http_status)
+    error = info.value
+    assert ("GET", CREDITS_PATH, 200) == (error.method, error.path, error.http_status)
 
 
 async def test_deeply_nested_json_raises_response_error(

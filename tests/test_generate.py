@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import math
 
 import pytest
@@ -123,11 +124,13 @@ async def test_as_completed_follows_completion_order(server: FakeAkoolServer) ->
         order = [batch.ids[2], batch.ids[0], batch.ids[3], batch.ids[1]]
         seen: list[str] = []
 
+        by_id = {h.id: h for h in batch.handles}
+
         async def finish_in_order() -> None:
             for video_id in order:
                 server.complete(video_id)
-                while not any(h.id == video_id and h.done() for h in batch.handles):
-                    await asyncio.sleep(0.01)
+                # Wait until the SDK has seen it, so the next completion is strictly later.
+                await asyncio.shield(by_id[video_id]._entry.future)
 
         finisher = asyncio.create_task(finish_in_order())
         async for handle in client.as_completed(batch.handles, timeout=10):
@@ -204,9 +207,13 @@ async def test_as_completed_deadline(server: FakeAkoolServer) -> None:
         batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
         server.complete(batch.ids[1])
         got: list[TaskHandle] = []
-        with pytest.raises(AkoolTimeoutError, match="2 of 3"):
+
+        async def collect() -> None:
             async for handle in client.as_completed(batch.handles, timeout=0.5):
                 got.append(handle)
+
+        with pytest.raises(AkoolTimeoutError, match="2 of 3"):
+            await collect()
         assert [batch.ids[1]] == [h.id for h in got]
 
 
@@ -245,8 +252,9 @@ async def test_rate_limit_slows_the_poller_and_honours_retry_after(
     assert 2 <= stats.rate_limited
     # After the limits, ticks are spaced wider than the 0.02 s policy interval.
     clean = [c for c in calls if c.fault is None]
-    gaps = [b.started_at - a.started_at for a, b in zip(clean, clean[1:], strict=False)]
-    assert gaps and gaps[0] >= 0.02 * 2
+    gaps = [b.started_at - a.started_at for a, b in itertools.pairwise(clean)]
+    assert gaps
+    assert gaps[0] >= 0.02 * 2
 
 
 def test_poll_policy_delay_grows_by_age_up_to_the_cap() -> None:

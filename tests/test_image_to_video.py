@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -84,7 +83,7 @@ async def test_models_list_bad_types(
     client: AkoolClient, server: FakeAkoolServer, types: tuple[Any, ...]
 ) -> None:
     """Types must be a non-empty sequence of ints; nothing is sent otherwise."""
-    with pytest.raises(AkoolValueError, match="^types: "):
+    with pytest.raises(AkoolValueError, match=r"^types: "):
         await client.models.list(types=types)
     assert [] == server.requests
 
@@ -109,7 +108,7 @@ async def test_credits_drop_by_what_a_batch_charged(client: AkoolClient) -> None
 
 
 async def test_create_batch_wire_format(client: AkoolClient, server: FakeAkoolServer) -> None:
-    """The batch body uses AKOOL's field names, ``webhookurl`` in lowercase, unset fields left out."""
+    """The batch body uses AKOOL's field names, ``webhookurl`` lowercase, unset fields left out."""
     hook = f"{server.url}/hooks/akool"
     await client.image_to_video.create_batch(
         image_url="https://images.example/cat.png",
@@ -181,9 +180,7 @@ async def test_batch_videos_complete(client: AkoolClient, server: FakeAkoolServe
     assert_authenticated(server)
 
 
-async def test_partial_batch_keeps_errors_raw(
-    client: AkoolClient, server: FakeAkoolServer
-) -> None:
+async def test_partial_batch_keeps_errors_raw(client: AkoolClient, server: FakeAkoolServer) -> None:
     """A partly failed batch gives handles for the created videos and the errorList items raw."""
     server.next_batch_errors = 2
     batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
@@ -432,7 +429,7 @@ async def test_effects(client: AkoolClient, server: FakeAkoolServer) -> None:
 async def test_delete_sends_one_id_string_and_reports_refusals(
     client: AkoolClient, server: FakeAkoolServer
 ) -> None:
-    """delete sends ``_ids`` as one comma-separated string; processing or unknown ids are refused."""
+    """delete sends ``_ids`` as one comma-separated string; busy or unknown ids are refused."""
     batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
     done, busy = batch.ids
     server.complete(done)
@@ -441,13 +438,16 @@ async def test_delete_sends_one_id_string_and_reports_refusals(
     (call,) = server.calls("delete")
     assert ("POST", "/api/open/v4/image2Video/delbyids") == (call.method, call.path)
     assert {"_ids": f"{done},{busy},{UNKNOWN_ID}"} == call.body
-    assert DeleteResult(
-        deleted=(done,),
-        refused=(
-            {"_id": busy, "msg": "video is processing"},
-            {"_id": UNKNOWN_ID, "msg": "video not found"},
-        ),
-    ) == result
+    assert (
+        DeleteResult(
+            deleted=(done,),
+            refused=(
+                {"_id": busy, "msg": "video is processing"},
+                {"_id": UNKNOWN_ID, "msg": "video not found"},
+            ),
+        )
+        == result
+    )
     assert server.videos[done].deleted
     assert not server.videos[busy].deleted
 
@@ -455,9 +455,7 @@ async def test_delete_sends_one_id_string_and_reports_refusals(
 # --- results ----------------------------------------------------------------------------------
 
 
-async def test_results_wire_format_and_order(
-    client: AkoolClient, server: FakeAkoolServer
-) -> None:
+async def test_results_wire_format_and_order(client: AkoolClient, server: FakeAkoolServer) -> None:
     """results sends ``_ids`` as ONE comma-separated string and answers in the order asked."""
     batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=5)
     asked = [*reversed(batch.ids), UNKNOWN_ID, batch.ids[0]]
@@ -515,14 +513,14 @@ async def test_polled_chunk_above_server_limit_fails_handles(server: FakeAkoolSe
 
 
 @pytest.fixture
-async def saved_ids(server: FakeAkoolServer) -> AsyncIterator[list[str]]:
+async def saved_ids(server: FakeAkoolServer) -> list[str]:
     """Ids of two videos created by a client that was then closed (a "previous run")."""
     async with make_client(server, poll=PollPolicy(initial_delay=60)) as first_run:
         batch = await first_run.image_to_video.create_batch(**CREATE_ARGS, count=2)
     for handle in batch.handles:
         with pytest.raises(ClientClosedError):
             await handle
-    yield list(batch.ids)
+    return list(batch.ids)
 
 
 async def test_reattach_by_id(saved_ids: list[str], server: FakeAkoolServer) -> None:

@@ -245,7 +245,7 @@ async def test_200_handles_cost_ceil_200_over_50_calls_per_tick(
     assert sorted(ids) == sorted(i for call in calls[:4] for i in call.body["_ids"].split(","))
     # Never one call per video per round: far fewer calls than ids polled.
     assert stats.ticks >= 2
-    assert len(calls) < stats.ids_polled / 40
+    assert len(calls) < stats.ids_polled / 10
 
 
 async def test_poller_idles_with_nothing_pending(
@@ -303,6 +303,7 @@ async def test_poller_crash_reaches_every_waiter_and_aclose(server: FakeAkoolSer
     """When the poller dies, every waiting handle gets its exception and aclose() re-raises it."""
     client = make_client(server)
     batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
+    (poller_task,) = [t for t in asyncio.all_tasks() if t.get_name() == "akool-async-poller"]
     for video_id in batch.ids:
         server.set_status(video_id, VideoStatus.QUEUEING)
     waiters = [asyncio.create_task(h.wait(timeout=None)) for h in batch.handles]
@@ -321,3 +322,7 @@ async def test_poller_crash_reaches_every_waiter_and_aclose(server: FakeAkoolSer
     with pytest.raises(ListenerBug):
         await client.aclose()
     assert client.closed
+    # The crash was delivered: the poller task itself ended cleanly, leaving asyncio no
+    # "exception was never retrieved" to log whenever it is garbage collected.
+    assert (True, False) == (poller_task.done(), poller_task.cancelled())
+    assert None is poller_task.exception()

@@ -6,7 +6,6 @@ SDK is checked against the documented algorithm rather than against itself.
 
 # The house style is `assert expected == actual` (style.md), which SIM300 calls a Yoda condition.
 
-
 from __future__ import annotations
 
 import base64
