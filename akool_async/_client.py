@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -30,6 +32,16 @@ from ._resources.ai_models import AIModels
 from ._resources.image_to_video import ImageToVideo
 from ._resources.webhooks import Webhooks
 from ._transport import TOKEN_PATH, RetryPolicy, Transport
+
+logger = logging.getLogger("akool_async")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    # bool is an int subclass: timeout=True is a mistake, not one second.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AkoolValueError(f"{name}: must be a positive number of seconds, got {value!r:.40}")
+    if not math.isfinite(value) or value <= 0:
+        raise AkoolValueError(f"{name}: must be a positive, finite number of seconds")
 
 
 class AkoolClient:
@@ -91,13 +103,10 @@ class AkoolClient:
             isinstance(max_concurrent_creates, int) and max_concurrent_creates >= 1
         ):
             raise AkoolValueError("max_concurrent_creates: must be a positive integer")
-        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if not isinstance(seconds, (int, float)) or seconds <= 0:
-                raise AkoolValueError(f"{name}: must be a positive number of seconds")
-        if wait_timeout is not None and (
-            not isinstance(wait_timeout, (int, float)) or wait_timeout <= 0
-        ):
-            raise AkoolValueError("wait_timeout: must be a positive number of seconds or None")
+        _check_seconds("timeout", timeout)
+        _check_seconds("connect_timeout", connect_timeout)
+        if wait_timeout is not None:
+            _check_seconds("wait_timeout", wait_timeout)
 
         self.client_id = client_id
         # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
@@ -320,7 +329,14 @@ class AkoolClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        if exc is None:
+            await self.aclose()
+            return
+        try:
+            await self.aclose()
+        except Exception as crash:
+            # The block's own exception is the one to see; every waiter already got the crash.
+            logger.error("the poller had crashed: %r", crash)
 
     async def aclose(self) -> None:
         """Stop the poller, fail pending handles with ClientClosedError, close the session.

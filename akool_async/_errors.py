@@ -82,12 +82,22 @@ class CreateOutcomeUnknownError(AkoolError):
     AKOOL has no idempotency key, so the SDK never resends such a request: it may already
     have created (and charged for) videos. ``request`` holds the fields that were sent
     (never the key), so the caller can look for the videos before deciding to resubmit.
+    ``video_ids`` lists the ids that could be read from a partly unreadable answer: those
+    videos exist (re-attach with ``image_to_video.handle(id)``).
     """
 
-    def __init__(self, message: str, *, path: str, request: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        request: Mapping[str, Any],
+        video_ids: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.request = dict(request)
+        self.video_ids = video_ids
 
 
 class AkoolResponseError(AkoolError):

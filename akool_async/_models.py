@@ -280,8 +280,16 @@ def _strict_bool(value: object, _: object) -> bool:
     return value
 
 
+def _strict_status(value: object, _: object) -> VideoStatus:
+    # VideoStatus(True) would be QUEUEING, and VideoStatus(3.0) COMPLETED: only ints 1-4.
+    if type(value) is not int:
+        raise TypeError(f"expected an integer status, got {value!r:.40}")
+    return VideoStatus(value)
+
+
 # Registered before any class hook is generated: generated hooks bind field hooks eagerly.
 _converter.register_structure_hook(bool, _strict_bool)
+_converter.register_structure_hook(VideoStatus, _strict_status)
 
 
 def _keep_raw(

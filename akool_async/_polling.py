@@ -108,8 +108,11 @@ class PollPolicy:
         if polls <= 0:
             delay = self.initial_delay
         else:
-            # min() on the exponent: multiplier ** polls overflows for very old ids.
-            delay = min(self.max_interval, self.interval * self.multiplier ** min(polls - 1, 64))
+            try:
+                grown = self.interval * self.multiplier ** (polls - 1)
+            except OverflowError:  # a very old id, or a very large multiplier
+                grown = math.inf
+            delay = min(self.max_interval, grown)
         return max(delay, self.webhook_interval) if webhook else delay
 
 
@@ -390,8 +393,10 @@ class Poller:
                 if current is not None and current.cancelling():
                     raise
         self._fail_all(ClientClosedError("the client was closed while this video was pending"))
-        if self._crashed is not None:
-            raise self._crashed
+        # Raised once: a second aclose() is a no-op, as closing should be.
+        crashed, self._crashed = self._crashed, None
+        if crashed is not None:
+            raise crashed
 
     # --- the loop ---------------------------------------------------------------------------
 

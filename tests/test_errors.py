@@ -278,3 +278,25 @@ def test_timeout_error_carries_wait_context() -> None:
     """AkoolTimeoutError for a wait says which video and how far it got."""
     error = AkoolTimeoutError("late", video_id="b" * 24, last_status=VideoStatus.PROCESSING)
     assert ("b" * 24, VideoStatus.PROCESSING) == (error.video_id, error.last_status)
+
+
+async def test_partly_unreadable_batch_keeps_the_readable_ids(
+    scripted: Scripted, client: AkoolClient
+) -> None:
+    """A successList with one unreadable item raises outcome-unknown carrying the readable ids."""
+    good = "6b06a05adcf4bea9730c9d9d"
+    scripted.body = {
+        "code": 1000,
+        "msg": "ok",
+        "data": {"successList": [{"_id": good, "status": 1}, {"_id": None, "status": 1}]},
+    }
+    with pytest.raises(CreateOutcomeUnknownError) as caught:
+        await client.image_to_video.create_batch(
+            image_url="https://images.example/cat.png",
+            prompt="the cat waves",
+            resolution="720p",
+            video_length=5,
+            count=2,
+        )
+    assert (good,) == caught.value.video_ids
+    assert 2 == caught.value.request["count"]

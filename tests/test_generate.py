@@ -263,3 +263,4 @@ def test_poll_policy_delay_grows_by_age_up_to_the_cap() -> None:
     assert [2, 5, 10, 20, 30, 30] == [policy.delay(n) for n in range(6)]
     assert 60 == policy.delay(3, webhook=True)
     assert 30 == policy.delay(10_000)
+    assert 30 == PollPolicy(multiplier=1e5, max_interval=30).delay(1_000)  # no OverflowError

@@ -99,6 +99,8 @@ def test_video_raw_does_not_affect_equality() -> None:
         ({"_id": None, "status": 1}, "@ $.id"),
         ({"_id": 123, "status": 1}, "@ $.id"),
         ({"_id": "a,b", "status": 1}, "@ $.id"),
+        ({"_id": VIDEO_ID, "status": True}, "@ $.status"),
+        ({"_id": VIDEO_ID, "status": 3.0}, "@ $.status"),
     ],
 )
 def test_bad_video_raises_response_error(item: dict[str, Any], message: str) -> None:

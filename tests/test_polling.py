@@ -326,3 +326,27 @@ async def test_poller_crash_reaches_every_waiter_and_aclose(server: FakeAkoolSer
     # "exception was never retrieved" to log whenever it is garbage collected.
     assert (True, False) == (poller_task.done(), poller_task.cancelled())
     assert None is poller_task.exception()
+
+
+async def test_crash_is_raised_once_and_never_hides_the_blocks_own_error(
+    server: FakeAkoolServer,
+) -> None:
+    """In `async with`, the block's own error wins over a poller crash; aclose() is idempotent."""
+
+    def broken_listener() -> None:
+        raise ListenerBug("a progress callback failed")
+
+    client = make_client(server)
+
+    async def use_client() -> None:
+        async with client:
+            batch = await client.image_to_video.create_batch(**CREATE_ARGS)
+            client.poller.subscribe(broken_listener)
+            with pytest.raises(ListenerBug):
+                await batch.handles[0].wait(timeout=None)
+            raise KeyError("the block's own")
+
+    with pytest.raises(KeyError, match="the block's own"):
+        await use_client()
+    assert client.closed
+    await client.aclose()  # already closed: no second raise

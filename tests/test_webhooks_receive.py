@@ -719,3 +719,23 @@ async def test_example_app_end_to_end(
     expected = [("COMPLETED", True, server.video_url(i)) for i in ids]
     assert expected == [(r["status"], r["done"], r["video_url"]) for r in reports]
     assert 0 == server.call_count("results")
+
+
+async def test_webhook_before_the_handle_exists_is_applied_on_track(
+    server: FakeAkoolServer, hook_client: AkoolClient
+) -> None:
+    """A delivery that beats the create's answer still resolves the handle made afterwards."""
+    server.webhook_drop = drop_all
+    (handle,) = await create(hook_client)
+    server.complete(handle.id)
+    await hook_client.webhooks.receive(envelope(server, handle.id, 3))
+    # A second id AKOOL reports before the SDK tracks it (e.g. a re-attach after a restart).
+    batch = await hook_client.image_to_video.create_batch(**CREATE_ARGS, webhook_url=UNUSED_HOOK)
+    early_id = batch.ids[0]
+    await hook_client.aclose()
+    async with make_client(server) as fresh:
+        await fresh.webhooks.receive(envelope(server, early_id, 3, url="https://v/early"))
+        reattached = fresh.image_to_video.handle(early_id)
+        assert reattached.done()
+        assert "https://v/early" == (await reattached).video_url
+    assert 0 == server.call_count("results")

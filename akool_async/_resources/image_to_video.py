@@ -195,14 +195,23 @@ class ImageToVideo:
                 path=BATCH_PATH,
                 request=body,
             )
-        try:
-            videos = structure(success, list[Video], where=BATCH_PATH)
-        except AkoolResponseError as exc:
+        videos: list[Video] = []
+        unreadable: AkoolResponseError | None = None
+        for item in success:
+            try:
+                videos.append(structure(item, Video, where=BATCH_PATH))
+            except AkoolResponseError as exc:
+                unreadable = exc
+        if unreadable is not None:
+            # Some videos exist that we cannot name: never hand out a partial Batch as if
+            # complete, but keep the ids we could read so none of them is lost.
             raise CreateOutcomeUnknownError(
-                f"batch create answer unreadable ({exc}): videos may exist that we cannot name",
+                f"batch create answer unreadable ({unreadable}): videos may exist that we "
+                f"cannot name; readable ids: {[v.id for v in videos]}",
                 path=BATCH_PATH,
                 request=body,
-            ) from exc
+                video_ids=tuple(v.id for v in videos),
+            ) from unreadable
         poller = client._poller
         handles = tuple(
             poller.track(
