@@ -9,6 +9,8 @@ Quick start::
         videos = await asyncio.gather(*batch.handles)
 """
 
+# The receivers live in the public submodule: akool_async.webhooks.aiohttp_handler(client).
+from . import webhooks as webhooks
 from ._client import AkoolClient
 from ._errors import (
     AkoolAPIError,
@@ -31,6 +33,7 @@ from ._errors import (
     VideoFailedError,
     WebhookVerificationError,
 )
+from ._generate import CreateFailure, Generation, Progress
 from ._models import (
     AIModel,
     Batch,
@@ -61,15 +64,18 @@ __all__ = [
     "Batch",
     "BudgetExceededError",
     "ClientClosedError",
+    "CreateFailure",
     "CreateOutcomeUnknownError",
     "DeleteResult",
     "DownloadError",
     "Effect",
+    "Generation",
     "InsufficientCreditsError",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
     "PollerStatistics",
+    "Progress",
     "RateLimitError",
     "Resolution",
     "RetryPolicy",

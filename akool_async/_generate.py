@@ -303,6 +303,10 @@ async def as_completed(
         callbacks.append((handle, done))
     try:
         for remaining in range(len(pending), 0, -1):
+            if not finished.empty():
+                # Many handles finish in one poller tick: no deadline timer needed for those.
+                yield finished.get_nowait()
+                continue
             try:
                 left = None if deadline is None else max(0.0, deadline - loop.time())
                 async with asyncio.timeout(left):

@@ -75,7 +75,8 @@ class PollPolicy:
 
     Attributes:
         max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
-        max_concurrent_requests: results calls in flight at once within one tick.
+        max_concurrent_requests: results calls in flight at once within one tick (10: with
+            AKOOL's round trip, 10,000 pending ids = 200 calls must fit in one interval).
         missing_polls: consecutive answers an id may be missing from before NotFoundError.
         jitter: each sleep is shortened by up to this fraction, so clients do not synchronise.
     """
@@ -92,7 +93,7 @@ class PollPolicy:
     max_ids_per_request: int = attrs.field(
         default=DEFAULT_MAX_IDS_PER_POLL, validator=attrs.validators.ge(1)
     )
-    max_concurrent_requests: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    max_concurrent_requests: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     missing_polls: int = attrs.field(
         default=DEFAULT_MISSING_POLLS, validator=attrs.validators.ge(0)
     )

@@ -185,8 +185,10 @@ def run_client(mode: str, url: str, key: str, n: int, interval: float) -> dict[s
     out = subprocess.run(
         [sys.executable, __file__, "--client", mode, "--url", url, "--key", key,
          "--n", str(n), "--interval", str(interval)],
-        check=True, capture_output=True, text=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"the {mode} client failed:\n{out.stderr}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import attrs
 import pytest
 from conftest import CREATE_ARGS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from akool_async import (
     AIModel,
@@ -23,7 +26,7 @@ from akool_async import (
     VideoRequest,
     VideoStatus,
 )
-from akool_async._models import structure
+from akool_async._models import _structure_video, _video_hook, structure
 from akool_async.testing import FakeAkoolServer
 
 VIDEO_ID = "65f1c2b3d4e5f6a7b8c9d0e1"
@@ -359,3 +362,57 @@ def test_check_model_accepts_offered_values() -> None:
     """Offered values pass; ``generate_audio=False`` is fine on a model without audio."""
     VideoRequest(**{**GOOD, "resolution": "1080p", "video_length": 10}).check_model(HD)
     VideoRequest(**GOOD, generate_audio=False).check_model(HD)
+
+
+_NOISE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+)
+_TEXT = st.text(max_size=8)
+_NUMBER = st.one_of(st.integers(0, 10**6), st.floats(0, 1e6))
+#: Each optional Video key with mostly well-typed values (so the fast path really runs).
+_VIDEO_ITEM = st.fixed_dictionaries(
+    {},
+    optional={
+        "video_url": st.one_of(_TEXT, _NOISE),
+        "video_duration": st.one_of(_NUMBER, _NUMBER, _NOISE),
+        "deduction_credit": st.one_of(_NUMBER, _NOISE),
+        "create_time": st.one_of(st.integers(0, 2**42), _NOISE),
+        "update_time": st.integers(0, 2**42),
+        "file_name": _TEXT,
+        "image_url": _TEXT,
+        "prompt": st.one_of(_TEXT, _NOISE),
+        "resolution": _TEXT,
+        "webhookUrl": _TEXT,
+        "only_add_audio": st.one_of(st.booleans(), _NOISE),
+        "sub_type": _NOISE,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _VIDEO_ITEM,
+    st.sampled_from(["6b06a05adcf4bea9730c9d9d"] * 4 + ["", "a,b", None, 7]),
+    st.sampled_from([1, 2, 3, 4] * 2 + [5, True, 3.0, "3", None]),
+)
+def test_video_fast_path_matches_cattrs(item: dict[str, Any], video_id: Any, status: Any) -> None:
+    """The hand-written hot path for Video builds exactly what the cattrs hook builds, or defers."""
+    item = {**item, "_id": video_id, "status": status}
+
+    def build(hook: Any) -> Any:
+        try:
+            video = hook(item, Video)
+        except Exception as exc:
+            return type(exc)
+        return (attrs.asdict(video, recurse=False), type(video.video_duration))
+
+    fast, generated = build(_structure_video), build(_video_hook)
+    if isinstance(generated, type):
+        assert isinstance(fast, type)  # both refuse (the fast path defers to cattrs)
+    else:
+        assert generated == fast
