@@ -80,9 +80,3 @@ class TokenAuth(Auth):
 
     def __repr__(self) -> str:
         return f"TokenAuth(client_id={self.client_id!r}, client_secret={REDACTED!r})"
-
-
-def redact(headers: dict[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` safe to log: credentials replaced by ``[secure]``."""
-    secret = {"x-api-key", "authorization"}
-    return {k: (REDACTED if k.lower() in secret else v) for k, v in headers.items()}

@@ -17,9 +17,15 @@ them to settle (their real price may be lower than their estimate) and checks ag
 ``BudgetExceededError`` only when nothing is in flight and it still does not fit.
 
 What a settled create costs: the ``deduction_credit`` of each created video (the estimate for
-an item without one). A create refused by AKOOL, or one that never left, costs nothing. A create
-whose outcome is unknown (lost answer, cancelled mid-request) is charged its estimate: it may
-have been billed, and the budget must not hand that money out twice.
+an item without one), even when something fails after the answer named them. A create refused
+by AKOOL, or one that never left, costs nothing; so does one stopped by a local error while
+its request was built or encoded (a ``TypeError`` or ``ValueError``: the transport turns every
+failure after the request left into an ``AkoolError``). A create whose outcome is unknown (lost
+answer, cancelled mid-request) is charged its estimate: it may have been billed, and the
+budget must not hand that money out twice.
+
+``replace_audio`` makes a new video too and goes through the same budget. Its price is not
+published; before AKOOL has charged one, it is estimated like a new 5 s video.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ PriceKey = tuple[str, str, int, bool]
 
 #: Errors after which AKOOL certainly did not create (or bill) anything.
 _NOTHING_CHARGED: Final = (AkoolAPIError, AkoolConnectionError, AkoolValueError, ClientClosedError)
+#: Local errors of building or encoding a request (e.g. a body json cannot encode): raised
+#: before anything is written, since the transport maps every later failure to an AkoolError.
+_LOCAL_ERRORS: Final = (TypeError, ValueError)
+#: The "model" of ``replace_audio`` in price keys.
+REPLACE_AUDIO: Final = "replace_audio"
 
 
 def price_key(request: VideoRequest) -> PriceKey:
@@ -74,6 +85,11 @@ def single_price_key(body: Mapping[str, Any]) -> PriceKey:
     )
 
 
+def audio_price_key(audio_type: int) -> PriceKey:
+    """The price key of ``replace_audio``; unpublished, it is first estimated as a 5 s video."""
+    return (f"{REPLACE_AUDIO}:{audio_type}", "", 5, audio_type == 1)
+
+
 class Spend:
     """One create's reservation. The create reports what it made with ``created``."""
 
@@ -84,7 +100,8 @@ class Spend:
         self.count = count
         self.estimate = estimate
         self.actual: list[Video] | None = None
-        #: Whether the request left; None: not tracked, so a failure is assumed to have sent it.
+        #: Whether the request left; None: not tracked, so a failure that may follow the
+        #: write (anything but a local error, see ``_LOCAL_ERRORS``) is assumed to have sent it.
         self.sent: bool | None = None
 
     def created(self, videos: Iterable[Video]) -> None:
@@ -154,17 +171,22 @@ class CreditBudget:
         spend = await self._reserve(key, count)
         try:
             yield spend
-        except _NOTHING_CHARGED:
-            self._settle(spend, 0.0)
-            raise
-        except BaseException:
-            # The outcome is unknown (CreateOutcomeUnknownError, a cancellation mid-request):
-            # count it as billed so the cap never lets that money be spent twice. A create
-            # known not to have left yet (cancelled while queued) costs nothing.
-            self._settle(spend, 0.0 if spend.sent is False else spend.estimate)
+        except BaseException as exc:
+            self._settle(spend, self._cost_on_error(spend, exc))
             raise
         else:
             self._settle(spend, self._cost(spend))
+
+    def _cost_on_error(self, spend: Spend, exc: BaseException) -> float:
+        """What a create that raised ``exc`` may have cost."""
+        if spend.actual is not None:
+            # The answer named the videos it made (the failure came later): they are billed.
+            return self._cost(spend)
+        if spend.sent is False or isinstance(exc, (*_NOTHING_CHARGED, *_LOCAL_ERRORS)):
+            return 0.0
+        # The outcome is unknown (CreateOutcomeUnknownError, a cancellation mid-request):
+        # count it as billed so the cap never lets that money be spent twice.
+        return spend.estimate
 
     async def _reserve(self, key: PriceKey, count: int) -> Spend:
         while True:

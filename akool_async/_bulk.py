@@ -1,9 +1,12 @@
 """Resumable bulk jobs: a JSONL file of requests in, every video downloaded, crash-safe.
 
-The runner drives ``image_to_video.create_from`` itself, one batch (at most 10 videos) at a
-time under a concurrency limit, so that each create is journaled as ``sent`` right before it
-leaves and its ids are committed the moment it answers (see ``_journal``). Then it follows
-every video to the end and saves its file with ``AkoolClient.download``.
+The runner drives ``image_to_video.create_from`` itself, one batch (at most 10 videos, or the
+model's ``max_count``) per call under the client's ``max_concurrent_creates``, so that each
+create is journaled as ``sent`` (with its estimated cost) right before it leaves and its ids
+are committed the moment it answers (see ``_journal``). Then it follows every video to the end
+and saves its file with ``AkoolClient.download``. Ids read from a partly unreadable answer are
+real videos: they are journaled and followed like the others, and only the rest of that create
+is in doubt.
 
 A re-run with the same journal:
 
@@ -33,14 +36,12 @@ from ._errors import (
     AkoolError,
     AkoolTimeoutError,
     AkoolValueError,
-    AuthenticationError,
     BudgetExceededError,
     CreateOutcomeUnknownError,
     DownloadError,
-    InsufficientCreditsError,
-    PermissionDeniedError,
     VideoFailedError,
 )
+from ._generate import _STOPS_ALL
 from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo, NewRequest
 from ._models import VideoRequest, VideoStatus
 
@@ -64,13 +65,6 @@ REQUEST_FIELDS: Final = (
 )
 REQUIRED_FIELDS: Final = ("image_url", "prompt", "resolution", "video_length")
 _ALIASES: Final = {"webhookurl": "webhook_url"}
-#: After one of these no further create can succeed: stop creating, keep following.
-_STOPS_CREATING: Final = (
-    AuthenticationError,
-    PermissionDeniedError,
-    InsufficientCreditsError,
-    BudgetExceededError,
-)
 _UNSAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
 #: How often the live display and the status events look at the videos being followed.
 DEFAULT_STATUS_TICK: Final = 0.25
@@ -295,21 +289,26 @@ class BulkOutcome:
     timeouts: list[AkoolTimeoutError] = attrs.Factory(list)
 
 
-def plan_batches(count: int) -> list[int]:
-    """Split ``count`` videos into batch sizes of at most 10."""
-    full, rest = divmod(count, MAX_BATCH_COUNT)
-    return [MAX_BATCH_COUNT] * full + ([rest] if rest else [])
+def plan_batches(count: int, max_count: int | None = None) -> list[int]:
+    """Split ``count`` videos into batch sizes of at most 10 (or the model's ``max_count``)."""
+    cap = MAX_BATCH_COUNT if max_count is None else max(1, min(MAX_BATCH_COUNT, max_count))
+    full, rest = divmod(count, cap)
+    return [cap] * full + ([rest] if rest else [])
+
+
+class _NotSent(Exception):
+    """Raised from ``before_send`` to drop a create once creating has stopped."""
 
 
 class BulkRunner:
     """Runs one bulk job against a client, recording everything in a journal.
 
     Args:
-        client: an open ``AkoolClient`` (its ``max_credits`` is the run's budget).
+        client: an open ``AkoolClient``: its ``max_credits`` is the run's budget and its
+            ``max_concurrent_creates`` the number of batch creates in flight at once.
         journal: the job's journal, already holding the job's requests.
         out_dir: where the video files go.
         reporter: progress sink.
-        create_concurrency: batch creates in flight at once.
         download_concurrency: downloads in flight at once.
         wait_timeout: seconds to wait for each video (None: forever).
         expiry_warning: warn when a video to download expires within this many seconds.
@@ -322,7 +321,6 @@ class BulkRunner:
         out_dir: Path,
         reporter: Reporter,
         *,
-        create_concurrency: int,
         download_concurrency: int,
         wait_timeout: float | None,
         expiry_warning: float,
@@ -332,7 +330,7 @@ class BulkRunner:
         self._journal = journal
         self._out = out_dir
         self._reporter = reporter
-        self._create_limit = asyncio.Semaphore(create_concurrency)
+        self._create_turns = asyncio.Semaphore(client.max_concurrent_creates)
         self._download_limit = asyncio.Semaphore(download_concurrency)
         self._wait_timeout = wait_timeout
         self._expiry_warning = expiry_warning
@@ -362,12 +360,12 @@ class BulkRunner:
                 self.outcome.unknown.extend(
                     (job.key, job.line, c.error or "create outcome unknown")
                     for c in journal.creates(job.key)
-                    if c.state == UNKNOWN
+                    if c.state == UNKNOWN and c.count > c.created
                 )
             for video in videos:
                 self._classify_known(job, video, follow)
             shortfall = job.request.count - len(videos) - in_doubt
-            plan.extend((job, size) for size in plan_batches(max(0, shortfall)))
+            plan.extend((job, size) for size in plan_batches(max(0, shortfall), self._cap(job)))
         if stats.created or stats.unknown:
             self._reporter.event(
                 "resume",
@@ -393,6 +391,14 @@ class BulkRunner:
         return self.outcome
 
     # -- planning ----------------------------------------------------------------------------
+
+    def _cap(self, job: JobLine) -> int | None:
+        """The model's ``max_count``, when the client knows the model list."""
+        try:
+            model = self._client.models.check(job.request.model_name)
+        except AkoolValueError:
+            return None  # create_from refuses the request; each batch reports it
+        return None if model is None else model.max_count
 
     def _classify_known(
         self, job: JobLine, video: JournalVideo, follow: list[tuple[JobLine, JournalVideo]]
@@ -435,72 +441,118 @@ class BulkRunner:
     # -- creating ----------------------------------------------------------------------------
 
     async def _create(self, job: JobLine, size: int) -> None:
-        async with self._create_limit:
+        # Creates queue here rather than in the budget, where every waiter wakes on every
+        # settle: only as many as the client sends at once (its max_concurrent_creates, the
+        # one limit) go further.
+        async with self._create_turns:
             if self._stop_creating:
                 self.stats.not_created += size
                 return
-            create_ids: list[int] = []
+            await self._create_now(job, size)
 
-            def journal_sent(_body: object) -> None:
-                # Committed before the request leaves: a crash from here on is "unknown".
-                create_ids.append(self._journal.start_create(job.key, size))
+    async def _create_now(self, job: JobLine, size: int) -> None:
+        create_ids: list[int] = []
 
-            try:
-                batch = await self._client.image_to_video.create_from(
-                    job.request, size, before_send=journal_sent
-                )
-            except BudgetExceededError as exc:
-                self.stats.not_created += size
-                if self.outcome.budget is None:
-                    self.outcome.budget = exc
-                    self._reporter.event("budget", f"stopped creating: {exc}")
+        def journal_sent(_body: object) -> None:
+            if self._stop_creating:
+                # Creating stopped while this one waited for a slot: it is not sent.
+                raise _NotSent
+            # Committed before the request leaves: a crash from here on is "unknown", and
+            # counts at its estimate until an answer says what it cost.
+            estimate = self._client._budget.estimate(price_key(job.request), size)
+            create_ids.append(self._journal.start_create(job.key, size, estimate=estimate))
+
+        try:
+            batch = await self._client.image_to_video.create_from(
+                job.request, size, before_send=journal_sent
+            )
+        except _NotSent:
+            self.stats.not_created += size
+            return
+        except BudgetExceededError as exc:
+            self.stats.not_created += size
+            if self.outcome.budget is None:
+                self.outcome.budget = exc
+                self._reporter.event("budget", f"stopped creating: {exc}")
+            self._stop_creating = True
+            return
+        except CreateOutcomeUnknownError as exc:
+            self._unknown_outcome(job, size, create_ids, exc)
+            return
+        except AkoolError as exc:
+            if create_ids:
+                self._journal.fail_create(create_ids[0], REFUSED, str(exc))
+            self.stats.create_failed += size
+            self.outcome.create_errors.append(exc)
+            self._reporter.event("create_failed", f"line {job.line}: create failed: {exc}")
+            if isinstance(exc, _STOPS_ALL) and not self._stop_creating:
                 self._stop_creating = True
-                return
-            except CreateOutcomeUnknownError as exc:
-                estimate = self._client._budget.estimate(price_key(job.request), size)
-                if create_ids:
-                    self._journal.fail_create(create_ids[0], UNKNOWN, str(exc), credits=estimate)
-                self.stats.unknown += size
-                self.stats.credits += estimate
-                self.outcome.unknown.append((job.key, job.line, str(exc)))
-                self._reporter.event(
-                    "unknown",
-                    f"line {job.line}: create of {size} video(s) has an unknown outcome; "
-                    f"not retried (see --retry-unknown): {exc}",
-                )
-                return
-            except AkoolError as exc:
-                if create_ids:
-                    self._journal.fail_create(create_ids[0], REFUSED, str(exc))
-                self.stats.create_failed += size
-                self.outcome.create_errors.append(exc)
-                self._reporter.event("create_failed", f"line {job.line}: create failed: {exc}")
-                if isinstance(exc, _STOPS_CREATING) and not self._stop_creating:
-                    self._stop_creating = True
-                    self._reporter.event("warning", "no further creates will be sent in this run")
-                return
-            # Same step as the answer: nothing else runs before these ids are committed.
-            rows = self._journal.finish_create(create_ids[0], batch.videos)
-            stats = self.stats
-            stats.created += len(rows)
-            stats.created_now += len(rows)
-            stats.credits += batch.deduction_credit
-            stats.credits_now += batch.deduction_credit
-            shortfall = size - len(rows)
-            if shortfall:
-                stats.create_failed += shortfall
-                self._reporter.event(
-                    "create_failed",
-                    f"line {job.line}: AKOOL created {len(rows)} of {size}; the other "
-                    f"{shortfall} failed ({len(batch.errors)} in errorList); a re-run creates them",
-                )
+                self._reporter.event("warning", "no further creates will be sent in this run")
+            return
+        # Same step as the answer: nothing else runs before these ids are committed.
+        rows = self._journal.finish_create(create_ids[0], batch.videos)
+        stats = self.stats
+        stats.created += len(rows)
+        stats.created_now += len(rows)
+        stats.credits += batch.deduction_credit
+        stats.credits_now += batch.deduction_credit
+        shortfall = size - len(rows)
+        if shortfall:
+            stats.create_failed += shortfall
+            self._reporter.event(
+                "create_failed",
+                f"line {job.line}: AKOOL created {len(rows)} of {size}; the other "
+                f"{shortfall} failed ({len(batch.errors)} in errorList); a re-run creates them",
+            )
+        self._reporter.event(
+            "created",
+            f"line {job.line}: created {len(rows)} video(s) "
+            f"({batch.deduction_credit:g} credits): {' '.join(r.id for r in rows)}",
+        )
+        for row, handle in zip(rows, batch.handles, strict=True):
+            self._start_follow(job, row, handle)
+
+    def _unknown_outcome(
+        self, job: JobLine, size: int, create_ids: list[int], exc: CreateOutcomeUnknownError
+    ) -> None:
+        """Journal a create without a usable answer; follow the ids it certainly made."""
+        stats = self.stats
+        estimate = self._client._budget.estimate(price_key(job.request), size)
+        rows: list[JournalVideo] = []
+        if create_ids:  # always: this error only comes after before_send ran
+            # Ids read from a partly unreadable answer are real, paid videos: journal them
+            # like created ones (same step, before any await) so no re-run creates them again.
+            known = list(dict.fromkeys(exc.video_ids))
+            rows = self._journal.fail_create(
+                create_ids[0], UNKNOWN, str(exc), credits=estimate, video_ids=known
+            )
+        in_doubt = max(0, size - len(rows))
+        stats.created += len(rows)
+        stats.created_now += len(rows)
+        stats.unknown += in_doubt
+        stats.credits += estimate
+        stats.credits_now += estimate
+        if rows:
             self._reporter.event(
                 "created",
-                f"line {job.line}: created {len(rows)} video(s) "
-                f"({batch.deduction_credit:g} credits): {' '.join(r.id for r in rows)}",
+                f"line {job.line}: created {len(rows)} video(s) (cost unknown): "
+                f"{' '.join(r.id for r in rows)}",
             )
-            for row, handle in zip(rows, batch.handles, strict=True):
-                self._start_follow(job, row, handle)
+        if in_doubt:
+            self.outcome.unknown.append((job.key, job.line, str(exc)))
+            self._reporter.event(
+                "unknown",
+                f"line {job.line}: create of {size} video(s) has an unknown outcome for "
+                f"{in_doubt} of them; not retried (see --retry-unknown): {exc}",
+            )
+        else:
+            self._reporter.event(
+                "warning",
+                f"line {job.line}: the create answer was partly unreadable, but it named all "
+                f"{size} video(s); following them: {exc}",
+            )
+        for row in rows:
+            self._start_follow(job, row, self._client.image_to_video.handle(row.id))
 
     # -- following and saving ----------------------------------------------------------------
 

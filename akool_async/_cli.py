@@ -1,9 +1,9 @@
 """The ``akool-async`` command line (also ``python -m akool_async``).
 
 Subcommands: ``models``, ``credits``, ``create``, ``wait``, ``download``, ``bulk`` and
-``fake-server``. Each one takes ``--api-key`` (default ``$AKOOL_API_KEY``; never printed) and
-``--base-url`` after its own name. Every error family has its own exit code (``EXIT_CODES``),
-listed in ``akool-async --help``.
+``fake-server``. Each one takes ``--api-key`` (default ``$AKOOL_API_KEY``; never printed) after
+its own name, and each one but ``fake-server`` also ``--base-url``. Every error family has its
+own exit code (``EXIT_CODES``), listed in ``akool-async --help``.
 """
 
 from __future__ import annotations
@@ -723,10 +723,12 @@ async def _cmd_bulk(args: argparse.Namespace, output: _Output) -> int:
             )
         if args.retry_unknown:
             for create in journal.abandon_unknown():
-                output.note(
-                    f"retrying: {create.count} video(s) of {create.request_key} whose create "
-                    "outcome was unknown (may duplicate videos already made)"
-                )
+                if create.count > create.created:
+                    output.note(
+                        f"retrying: {create.count - create.created} video(s) of "
+                        f"{create.request_key} whose create outcome was unknown (may duplicate "
+                        "videos already made)"
+                    )
         spent = journal.credits_spent()
         budget = None if args.max_credits is None else max(0.0, args.max_credits - spent)
         async with _client(
@@ -739,7 +741,6 @@ async def _cmd_bulk(args: argparse.Namespace, output: _Output) -> int:
                     journal,
                     args.out,
                     reporter,
-                    create_concurrency=args.concurrency,
                     download_concurrency=args.download_concurrency,
                     wait_timeout=args.wait_timeout,
                     expiry_warning=args.expiry_warning * 3600,

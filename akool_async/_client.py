@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -25,7 +24,7 @@ from ._constants import (
 from ._downloads import DEFAULT_DOWNLOAD_CONCURRENCY, download_video, download_videos
 from ._errors import AkoolError, AkoolResponseError, AkoolValueError
 from ._generate import as_completed, wait_all
-from ._models import Video
+from ._models import Video, check_seconds
 from ._polling import DEFAULT, Poller, PollPolicy, TaskHandle, _Default
 from ._resources.account import Account
 from ._resources.ai_models import AIModels
@@ -34,14 +33,6 @@ from ._resources.webhooks import Webhooks
 from ._transport import TOKEN_PATH, RetryPolicy, Transport
 
 logger = logging.getLogger("akool_async")
-
-
-def _check_seconds(name: str, value: object) -> None:
-    # bool is an int subclass: timeout=True is a mistake, not one second.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AkoolValueError(f"{name}: must be a positive number of seconds, got {value!r:.40}")
-    if not math.isfinite(value) or value <= 0:
-        raise AkoolValueError(f"{name}: must be a positive, finite number of seconds")
 
 
 class AkoolClient:
@@ -103,10 +94,10 @@ class AkoolClient:
             isinstance(max_concurrent_creates, int) and max_concurrent_creates >= 1
         ):
             raise AkoolValueError("max_concurrent_creates: must be a positive integer")
-        _check_seconds("timeout", timeout)
-        _check_seconds("connect_timeout", connect_timeout)
+        check_seconds("timeout", timeout)
+        check_seconds("connect_timeout", connect_timeout)
         if wait_timeout is not None:
-            _check_seconds("wait_timeout", wait_timeout)
+            check_seconds("wait_timeout", wait_timeout)
 
         self.client_id = client_id
         # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.

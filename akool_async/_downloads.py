@@ -5,7 +5,8 @@ against ``Content-Length``, fsyncs, and renames it over the target with ``os.rep
 target name therefore only ever holds a whole file: a failed or cancelled download removes its
 temporary file, and one killed outright leaves at most a hidden ``.<name>.<random>.part`` file
 (``remove_stale_parts`` clears those). Transient failures (connection errors, HTTP 5xx/429, a
-short body) are retried with the client's retry policy; every other failure raises
+short body) are retried with the client's retry policy, as API reads are: backoff capped by
+attempts and time, a ``Retry-After`` waited in full; every other failure raises
 ``DownloadError``.
 
 The file host gets a plain GET: authentication headers are added per API request by the
@@ -17,19 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-import random
+import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
+import backoff
 
 from ._errors import AkoolValueError, DownloadError
 from ._models import Video, VideoStatus
-from ._transport import RetryPolicy
+from ._transport import RetryPolicy, _retry_after
+
+logger = logging.getLogger("akool_async")
 
 #: Bytes read from the socket per chunk, and buffered before each write to disk.
 CHUNK_SIZE: Final = 256 * 1024
@@ -39,10 +45,17 @@ DEFAULT_DOWNLOAD_CONCURRENCY: Final = 4
 #: Seconds without a byte before a download is abandoned (no total limit: files can be big).
 DEFAULT_READ_TIMEOUT: Final = 60.0
 PART_SUFFIX: Final = ".part"
+#: What a video id may look like to become a file name (AKOOL's ids are hex).
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 class _Retryable(DownloadError):
     """A failure worth another attempt (connection lost, 5xx, 429, short body)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        #: Seconds the file host asked us to wait (``Retry-After``), if any.
+        self.retry_after = retry_after
 
 
 def safe_url(url: str) -> str:
@@ -55,7 +68,15 @@ def safe_url(url: str) -> str:
 
 
 def default_path(video: Video, directory: Path) -> Path:
-    """Where ``download_many`` saves a video: ``<directory>/<video id>.mp4``."""
+    """Where ``download_many`` saves a video: ``<directory>/<video id>.mp4``.
+
+    Raises:
+        AkoolValueError: the id cannot be a file name in ``directory`` (a path separator,
+            ``..``, or another character outside letters, digits, ``._-``).
+    """
+    # The id comes from the server: it must not steer the file outside the directory.
+    if not _SAFE_ID.fullmatch(video.id) or ".." in video.id:
+        raise AkoolValueError(f"video id {video.id!r:.80} cannot be used as a file name")
     return directory / f"{video.id}.mp4"
 
 
@@ -67,6 +88,17 @@ def _check_downloadable(video: Video) -> str:
             f"video {video.id} has no file to download yet (status {video.status.name})"
         )
     return video.video_url
+
+
+def _timeout(session: aiohttp.ClientSession, read_timeout: float) -> aiohttp.ClientTimeout:
+    """The session's connect timeouts, no total limit (files can be big), a read timeout.
+
+    A per-request timeout replaces the session's whole: the connect limits are carried over.
+    """
+    base = session.timeout
+    return aiohttp.ClientTimeout(
+        total=None, connect=base.connect, sock_connect=base.sock_connect, sock_read=read_timeout
+    )
 
 
 def remove_stale_parts(target: Path) -> int:
@@ -138,16 +170,19 @@ async def _attempt(
         received = 0
         expected: int | None = None
         try:
-            async with session.get(
-                url, timeout=aiohttp.ClientTimeout(total=None, sock_read=read_timeout)
-            ) as resp:
+            async with session.get(url, timeout=_timeout(session, read_timeout)) as resp:
                 if resp.status != 200:
-                    kind = _Retryable if resp.status == 429 or resp.status >= 500 else DownloadError
-                    raise kind(
-                        f"download of video {video_id} answered HTTP {resp.status} ({where})",
-                        video_id=video_id,
-                        path=str(target),
-                        http_status=resp.status,
+                    message = f"download of video {video_id} answered HTTP {resp.status} ({where})"
+                    if resp.status == 429 or resp.status >= 500:
+                        raise _Retryable(
+                            message,
+                            video_id=video_id,
+                            path=str(target),
+                            http_status=resp.status,
+                            retry_after=_retry_after(resp.headers),
+                        )
+                    raise DownloadError(
+                        message, video_id=video_id, path=str(target), http_status=resp.status
                     )
                 expected = resp.content_length
                 buffer = bytearray()
@@ -217,26 +252,60 @@ async def download_url(
 ) -> int:
     """Save ``url`` at ``target`` atomically, retrying transient failures; return its size.
 
+    Retries follow ``retry`` like API reads do: exponential backoff with full jitter, at most
+    ``max_attempts`` attempts, none started after ``max_time``; a ``Retry-After`` is waited
+    in full, or the download gives up at once when it is longer than ``max_retry_after`` or
+    the time left.
+
     Raises:
         DownloadError: the file could not be saved whole; ``target`` is untouched.
     """
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await _attempt(session, url, target, video_id, read_timeout)
-        except _Retryable as exc:
-            if attempt >= retry.max_attempts:
-                raise DownloadError(
-                    f"{exc} (gave up after {attempt} attempts)",
-                    video_id=exc.video_id,
-                    path=exc.path,
-                    http_status=exc.http_status,
-                    expected=exc.expected,
-                    received=exc.received,
-                ) from exc
-            step = min(retry.max_wait, retry.initial_wait * 2 ** (attempt - 1))
-            await asyncio.sleep(random.uniform(0, step))
+    started = time.monotonic()
+    attempts = 0
+
+    async def attempt() -> int:
+        nonlocal attempts
+        attempts += 1
+        return await _attempt(session, url, target, video_id, read_timeout)
+
+    def give_up(exc: Exception) -> bool:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is None:
+            return False
+        # backoff would cut the wait to the time left and ask again too early: give up.
+        left = retry.max_time - (time.monotonic() - started)
+        return bool(retry_after > min(retry.max_retry_after, left))
+
+    def on_backoff(details: Any) -> None:
+        logger.warning(
+            "retrying download of video %s (attempt %d failed, waiting %.2fs): %s",
+            video_id,
+            details["tries"],
+            details["wait"],
+            details["exception"],
+        )
+
+    send = backoff.on_exception(
+        retry._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
+        _Retryable,
+        max_tries=retry.max_attempts,
+        max_time=retry.max_time,
+        jitter=None,
+        giveup=give_up,
+        on_backoff=on_backoff,
+        logger=None,
+    )(attempt)
+    try:
+        return await send()
+    except _Retryable as exc:
+        raise DownloadError(
+            f"{exc} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})",
+            video_id=exc.video_id,
+            path=exc.path,
+            http_status=exc.http_status,
+            expected=exc.expected,
+            received=exc.received,
+        ) from exc
 
 
 async def download_video(
@@ -276,6 +345,7 @@ async def download_videos(
     items = list(videos)
     for video in items:
         _check_downloadable(video)
+        default_path(video, directory)  # an id unfit for a file name fails before any fetch
     try:
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     except OSError as exc:

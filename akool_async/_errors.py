@@ -189,7 +189,12 @@ class ValidationError(AkoolAPIError):
 
 
 class VideoFailedError(AkoolError):
-    """A video ended with status 4 (failed). ``video`` holds the whole result item."""
+    """A video ended with status 4 (failed).
+
+    ``video`` holds what reported it: the whole results item when polling saw the failure
+    (``video.raw``), or the decrypted webhook payload when a webhook did. AKOOL documents no
+    failure reason.
+    """
 
     def __init__(self, video: Video) -> None:
         super().__init__(f"video {video.id} failed (status 4)")

@@ -3,7 +3,8 @@
 ``generate_many`` splits each request's ``count`` into batch calls of at most 10 (or the
 model's ``max_count``), runs them under the client's create cap, and hands out each
 ``TaskHandle`` the moment its batch answers. Nothing is dropped: every create that failed,
-wholly or in part, is kept in ``Generation.failures`` with its request.
+wholly or in part, is kept in ``Generation.failures`` with its request, and a create already
+sent when the caller stops iterating still finishes into ``Generation.handles``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ._errors import (
     InsufficientCreditsError,
     PermissionDeniedError,
 )
-from ._models import Video, VideoRequest, VideoStatus
+from ._models import Video, VideoRequest, VideoStatus, check_seconds
 from ._polling import DEFAULT, TaskHandle, _Default
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class Generation:
         self._stop: AkoolError | None = None
         self._notify_scheduled = False
         self._created_all = False
+        self._stopping = False
         self._unsubscribe: Callable[[], None] = lambda: None
 
     def progress(self) -> Progress:
@@ -197,11 +199,16 @@ class Generation:
             raise AkoolValueError(
                 f"generate_many takes VideoRequest objects, got {type(request).__name__}"
             )
-        model = self._client.models.check(request.model_name)
+        self._total += request.count
+        try:
+            model = self._client.models.check(request.model_name)
+        except AkoolValueError as exc:
+            # One bad request (e.g. an unknown model) must not stop the others.
+            self.failures.append(CreateFailure(request=request, count=request.count, error=exc))
+            return []
         cap = MAX_BATCH_COUNT
         if model is not None and model.max_count is not None:
             cap = max(1, min(cap, model.max_count))
-        self._total += request.count
         full, rest = divmod(request.count, cap)
         return [(request, cap)] * full + ([(request, rest)] if rest else [])
 
@@ -241,7 +248,7 @@ class Generation:
                 if item is _DONE:
                     break
                 yield item
-            # Surface a bug in the producer instead of ending quietly.
+            # Surface an error from the caller's iterable instead of ending quietly.
             await producer
             self._created_all = True
             self._schedule_progress()
@@ -249,24 +256,33 @@ class Generation:
             if not self._created_all:
                 self._unsubscribe()
             if not producer.done():
-                producer.cancel()
-                try:
-                    await producer
-                except asyncio.CancelledError:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        raise
+                # The caller left early (break, cancel, timeout). Creates already sent may
+                # have charged credits: let them finish so their handles land in
+                # self.handles, but start no new one. Shielded: a cancel of this wait must
+                # not cancel them either.
+                self._stopping = True
+                await asyncio.shield(producer)
 
     async def _produce(self, out: asyncio.Queue[Any]) -> None:
+        error: Exception | None = None
         try:
             # No more tasks than the client's create cap: memory stays proportional to the cap,
             # and after a stopping error (credits, auth) no queued task is left to send.
             slots = asyncio.Semaphore(self._client.max_concurrent_creates)
             async with asyncio.TaskGroup() as group:
-                async for request, count in self._jobs():
-                    await slots.acquire()
-                    task = group.create_task(self._create(request, count, out))
-                    task.add_done_callback(lambda _: slots.release())
+                try:
+                    async for request, count in self._jobs():
+                        await slots.acquire()
+                        if self._stopping:
+                            break
+                        task = group.create_task(self._create(request, count, out))
+                        task.add_done_callback(lambda _: slots.release())
+                except Exception as exc:
+                    # The caller's iterable failed: stop pulling, but let the creates in
+                    # flight finish inside the group (cancelling them would lose paid ids).
+                    error = exc
+            if error is not None:
+                raise error
         finally:
             out.put_nowait(_DONE)
 
@@ -290,6 +306,8 @@ async def as_completed(
     if not pending:
         return
     seconds = pending[0]._poller.wait_timeout if isinstance(timeout, _Default) else timeout
+    if seconds is not None:
+        check_seconds("timeout", seconds)
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
     finished: asyncio.Queue[TaskHandle] = asyncio.Queue()

@@ -28,7 +28,7 @@ from typing import IO, Any, Final
 import attrs
 
 from ._errors import AkoolValueError
-from ._models import Video
+from ._models import Video, VideoStatus
 
 try:  # POSIX; elsewhere the lock is not taken (documented in the README).
     import fcntl
@@ -284,34 +284,39 @@ class Journal:
     def recover(self) -> list[JournalCreate]:
         """Mark creates left ``sent`` by a run that died mid-request as ``unknown``.
 
-        Call once after opening, before creating anything. Returns the creates marked.
+        Each keeps the estimate ``start_create`` recorded as its cost. Call once after
+        opening, before creating anything. Returns the creates marked.
         """
+        error = "the previous run stopped while this create was in flight"
         with _transaction(self._db):
             rows = self._db.execute("SELECT * FROM creates WHERE state = ?", (SENT,)).fetchall()
             self._db.execute(
                 "UPDATE creates SET state = ?, error = ?, answered_at = ? WHERE state = ?",
-                (
-                    UNKNOWN,
-                    "the previous run stopped while this create was in flight",
-                    time.time(),
-                    SENT,
-                ),
+                (UNKNOWN, error, time.time(), SENT),
             )
-        return [attrs.evolve(_create(row), state=UNKNOWN) for row in rows]
+        return [attrs.evolve(_create(row), state=UNKNOWN, error=error) for row in rows]
 
     def abandon_unknown(self) -> list[JournalCreate]:
-        """Mark every ``unknown`` create ``abandoned``, so its videos are created again."""
+        """Mark every ``unknown`` create ``abandoned``: its videos in doubt are created again.
+
+        Videos it is known to have made stay journaled and are not created again.
+        """
         with _transaction(self._db):
             rows = self._db.execute("SELECT * FROM creates WHERE state = ?", (UNKNOWN,)).fetchall()
             self._db.execute("UPDATE creates SET state = ? WHERE state = ?", (ABANDONED, UNKNOWN))
         return [_create(row) for row in rows]
 
-    def start_create(self, request_key: str, count: int) -> int:
-        """Record that a create for ``count`` videos is about to be sent; returns its id."""
+    def start_create(self, request_key: str, count: int, *, estimate: float | None = None) -> int:
+        """Record that a create for ``count`` videos is about to be sent; returns its id.
+
+        ``estimate`` is what the create may cost. It stands as the create's cost until the
+        answer replaces it, so a create cut off by a crash still counts in ``credits_spent``.
+        """
         with _transaction(self._db):
             cursor = self._db.execute(
-                "INSERT INTO creates(request_key, count, state, sent_at) VALUES (?, ?, ?, ?)",
-                (request_key, count, SENT, time.time()),
+                "INSERT INTO creates(request_key, count, state, credits, sent_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (request_key, count, SENT, estimate, time.time()),
             )
         create_id = cursor.lastrowid
         assert create_id is not None  # an INSERT always sets it
@@ -319,71 +324,103 @@ class Journal:
 
     def finish_create(self, create_id: int, videos: Sequence[Video]) -> list[JournalVideo]:
         """Record the videos a create made, in one transaction; returns their rows."""
-        now = time.time()
-        rows: list[JournalVideo] = []
         with _transaction(self._db):
-            create = self._db.execute(
-                "SELECT request_key FROM creates WHERE id = ?", (create_id,)
-            ).fetchone()
-            if create is None:
-                raise JournalError(f"create {create_id} is not in the journal")
-            key = create["request_key"]
-            stem = self._db.execute("SELECT stem FROM requests WHERE key = ?", (key,)).fetchone()[
-                "stem"
-            ]
-            ordinal = self._db.execute(
-                "SELECT COALESCE(MAX(ordinal), 0) FROM videos WHERE request_key = ?", (key,)
-            ).fetchone()[0]
-            credits = 0.0
-            for video in videos:
-                ordinal += 1
-                row = JournalVideo(
-                    id=video.id,
-                    request_key=key,
-                    ordinal=ordinal,
-                    status=int(video.status),
-                    create_time=video.create_time,
-                    credits=video.deduction_credit,
-                    file_name=f"{stem}-{ordinal}.mp4",
-                    downloaded_at=None,
-                    size=None,
-                    error=None,
-                )
-                credits += video.deduction_credit or 0.0
-                self._db.execute(
-                    "INSERT INTO videos(id, request_key, create_id, ordinal, status, create_time,"
-                    " credits, file_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.id,
-                        key,
-                        create_id,
-                        row.ordinal,
-                        row.status,
-                        row.create_time,
-                        row.credits,
-                        row.file_name,
-                    ),
-                )
-                rows.append(row)
+            rows = self._add_videos(
+                create_id,
+                [(v.id, int(v.status), v.create_time, v.deduction_credit) for v in videos],
+            )
+            credits = sum(row.credits or 0.0 for row in rows)
             self._db.execute(
                 "UPDATE creates SET state = ?, created = ?, credits = ?, answered_at = ?"
                 " WHERE id = ?",
-                (CREATED, len(rows), credits, now, create_id),
+                (CREATED, len(rows), credits, time.time(), create_id),
             )
         return rows
 
     def fail_create(
-        self, create_id: int, state: str, error: str, *, credits: float | None = None
-    ) -> None:
-        """Record a create that got no usable answer (``unknown``) or was refused."""
+        self,
+        create_id: int,
+        state: str,
+        error: str,
+        *,
+        credits: float | None = None,
+        video_ids: Sequence[str] = (),
+    ) -> list[JournalVideo]:
+        """Record a create that got no usable answer (``unknown``) or was refused.
+
+        Args:
+            credits: what the create may have cost (an ``unknown`` one counts at its estimate).
+            video_ids: for an ``unknown`` create, the ids AKOOL certainly made (read from a
+                partly unreadable answer). They are recorded as videos to follow and save;
+                only the rest of the create stays in doubt.
+
+        Returns:
+            The rows of ``video_ids``, in order.
+        """
         if state not in (UNKNOWN, REFUSED):
             raise ValueError(f"state must be {UNKNOWN!r} or {REFUSED!r}, got {state!r}")
+        if video_ids and state != UNKNOWN:
+            raise ValueError("only an unknown create can have made videos")
         with _transaction(self._db):
+            # The status is not known yet: "queueing" until the first poll says otherwise.
+            queueing = int(VideoStatus.QUEUEING)
+            rows = self._add_videos(create_id, [(i, queueing, None, None) for i in video_ids])
             self._db.execute(
-                "UPDATE creates SET state = ?, error = ?, credits = ?, answered_at = ?"
-                " WHERE id = ?",
-                (state, error, credits, time.time(), create_id),
+                "UPDATE creates SET state = ?, created = ?, error = ?, credits = ?,"
+                " answered_at = ? WHERE id = ?",
+                (state, len(rows), error, credits, time.time(), create_id),
             )
+        return rows
+
+    def _add_videos(
+        self,
+        create_id: int,
+        videos: Sequence[tuple[str, int, int | None, float | None]],
+    ) -> list[JournalVideo]:
+        """Insert (id, status, create_time, credits) rows of one create; inside a transaction."""
+        create = self._db.execute(
+            "SELECT request_key FROM creates WHERE id = ?", (create_id,)
+        ).fetchone()
+        if create is None:
+            raise JournalError(f"create {create_id} is not in the journal")
+        key = create["request_key"]
+        stem = self._db.execute("SELECT stem FROM requests WHERE key = ?", (key,)).fetchone()[
+            "stem"
+        ]
+        ordinal = self._db.execute(
+            "SELECT COALESCE(MAX(ordinal), 0) FROM videos WHERE request_key = ?", (key,)
+        ).fetchone()[0]
+        rows: list[JournalVideo] = []
+        for video_id, status, create_time, credits in videos:
+            ordinal += 1
+            row = JournalVideo(
+                id=video_id,
+                request_key=key,
+                ordinal=ordinal,
+                status=status,
+                create_time=create_time,
+                credits=credits,
+                file_name=f"{stem}-{ordinal}.mp4",
+                downloaded_at=None,
+                size=None,
+                error=None,
+            )
+            self._db.execute(
+                "INSERT INTO videos(id, request_key, create_id, ordinal, status, create_time,"
+                " credits, file_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    key,
+                    create_id,
+                    row.ordinal,
+                    row.status,
+                    row.create_time,
+                    row.credits,
+                    row.file_name,
+                ),
+            )
+            rows.append(row)
+        return rows
 
     def creates(self, request_key: str | None = None) -> list[JournalCreate]:
         """Create attempts (of one request, or all), oldest first."""
@@ -396,9 +433,14 @@ class Journal:
         return [_create(row) for row in rows]
 
     def in_doubt(self, request_key: str) -> int:
-        """Videos asked for by creates of ``request_key`` whose outcome is unknown."""
+        """Videos asked for by creates of ``request_key`` whose outcome is unknown.
+
+        Videos such a create is known to have made (``fail_create(video_ids=...)``) are not
+        in doubt: they are journaled videos.
+        """
         row = self._db.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM creates WHERE request_key = ? AND state IN (?, ?)",
+            "SELECT COALESCE(SUM(MAX(count - created, 0)), 0) FROM creates"
+            " WHERE request_key = ? AND state IN (?, ?)",
             (request_key, UNKNOWN, SENT),
         ).fetchone()
         return int(row[0])

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -162,6 +163,11 @@ def _fail(name: str, why: str) -> AkoolValueError:
     return AkoolValueError(f"{name}: {why}")
 
 
+def is_int(value: object) -> TypeGuard[int]:
+    """A real int: bool is an int subclass and 2.0 == 2, yet neither is an integer field."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def require_text(name: str, value: object) -> str:
     """``value`` if it is a non-blank string, else AkoolValueError."""
     if not isinstance(value, str) or not value.strip():
@@ -179,6 +185,16 @@ def require_url(name: str, value: object) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise _fail(name, f"must be an absolute http(s) URL, got {text!r:.80}")
     return text
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` if it is a positive, finite number of seconds, else AkoolValueError."""
+    # bool is an int subclass: timeout=True is a mistake, not one second.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(name, f"must be a positive number of seconds, got {value!r:.40}")
+    if not math.isfinite(value) or value <= 0:
+        raise _fail(name, "must be a positive, finite number of seconds")
+    return float(value)
 
 
 def _text(_: object, a: attrs.Attribute[Any], value: object) -> None:
@@ -201,8 +217,7 @@ def _opt_bool(_: object, a: attrs.Attribute[Any], value: object) -> None:
 
 
 def _positive_int(_: object, a: attrs.Attribute[Any], value: object) -> None:
-    # bool is an int subclass; True is never a meaningful length or count.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise _fail(a.name, f"must be a positive integer, got {value!r:.80}")
 
 
@@ -245,8 +260,11 @@ class VideoRequest:
 
     def batch_body(self, count: int) -> dict[str, Any]:
         """The JSON body of one batch create making ``count`` videos."""
-        if not 1 <= count <= MAX_BATCH_COUNT:
-            raise _fail("count", f"must be between 1 and {MAX_BATCH_COUNT} per batch, got {count}")
+        if not is_int(count) or not 1 <= count <= MAX_BATCH_COUNT:
+            raise _fail(
+                "count",
+                f"must be an integer between 1 and {MAX_BATCH_COUNT} per batch, got {count!r}",
+            )
         body: dict[str, Any] = {
             "image_url": self.image_url,
             "prompt": self.prompt,
@@ -313,10 +331,15 @@ def _keep_raw(
 _ID_SEPARATORS: Final = ", \t\r\n"
 
 
+def is_video_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` can be a video id: a non-empty string without separators."""
+    return isinstance(value, str) and bool(value) and not any(c in value for c in _ID_SEPARATORS)
+
+
 def _video_id(value: object, _: object) -> str:
     # cattrs' str hook would turn null into "None" and 5 into "5": a handle for an id AKOOL
     # never gave. An id must also survive resultsByIds' comma-separated list.
-    if not isinstance(value, str) or not value or any(c in value for c in _ID_SEPARATORS):
+    if not is_video_id(value):
         raise ValueError(f"not a video id: {value!r:.40}")
     return value
 
@@ -353,7 +376,7 @@ def _structure_video(item: Any, cls: Any) -> Video:
     if type(item) is dict and type(item.get("status")) is int:
         status = _STATUS_BY_VALUE.get(item["status"])
         video_id = item.get("_id")
-        if status is not None and isinstance(video_id, str) and video_id:
+        if status is not None and is_video_id(video_id):
             fields: dict[str, Any] = {}
             for wire, name, kinds in _VIDEO_FIELDS:
                 value = item.get(wire)
@@ -363,8 +386,7 @@ def _structure_video(item: Any, cls: Any) -> Video:
                     break
                 fields[name] = float(value) if float in kinds else value
             else:
-                if not any(c in video_id for c in _ID_SEPARATORS):
-                    return Video(id=video_id, status=status, raw=dict(item), **fields)
+                return Video(id=video_id, status=status, raw=dict(item), **fields)
     return _video_hook(item, cls)
 
 

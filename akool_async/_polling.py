@@ -40,7 +40,7 @@ from ._errors import (
     UpstreamError,
     VideoFailedError,
 )
-from ._models import Video, VideoRequest, VideoStatus, structure
+from ._models import Video, VideoRequest, VideoStatus, check_seconds, structure
 from ._transport import Transport
 
 logger = logging.getLogger("akool_async")
@@ -227,10 +227,12 @@ class TaskHandle:
             NotFoundError: AKOOL stopped reporting the id.
             ClientClosedError: the client was closed while waiting.
         """
+        seconds = self._poller.wait_timeout if isinstance(timeout, _Default) else timeout
+        if seconds is not None:
+            check_seconds("timeout", seconds)
         future = self._entry.future
         if future.done():
             return future.result()
-        seconds = self._poller.wait_timeout if isinstance(timeout, _Default) else timeout
         deadline = asyncio.timeout(seconds)
         try:
             async with deadline:
@@ -306,7 +308,11 @@ class Poller:
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
-            listener()
+            try:
+                listener()
+            except Exception:
+                # A listener's bug must not stop polling for every handle (or fail a webhook).
+                logger.exception("a poller listener raised")
 
     # --- tracking ---------------------------------------------------------------------------
 
@@ -321,17 +327,17 @@ class Poller:
         """A handle for ``video_id``, polled until it finishes (shared with other handles).
 
         ``webhook``: a webhook will report this id, so polling is only the slow backstop.
+        On a closed client the handle comes back already failed with ClientClosedError
+        (a create answered during aclose() still names its paid videos, never raises them away).
         """
-        if self._closed:
-            raise ClientClosedError("the client is closed")
         entry = self._entries.get(video_id)
         if entry is None:
             loop = asyncio.get_running_loop()
             due = loop.time() + self.policy.delay(0, webhook=webhook)
             entry = _Entry(video_id, loop.create_future(), due, webhook)
             entry.status = status
-            if self._crashed is not None:
-                _fail(entry, self._crashed)
+            if self._closed or self._crashed is not None:
+                _fail(entry, self._crashed or ClientClosedError("the client is closed"))
                 return TaskHandle(self, entry, request)
             self._entries[video_id] = entry
             early = self._early.pop(video_id, None)
@@ -467,6 +473,7 @@ class Poller:
             self._requests += 1
             self._ids_polled += len(chunk)
             self._max_ids = max(self._max_ids, len(chunk))
+            error: AkoolError | None = None
             try:
                 envelope = await self._transport.request(
                     "POST",
@@ -475,11 +482,15 @@ class Poller:
                     json={"_ids": ",".join(e.id for e in chunk)},
                     on_retry=self._note_retry,
                 )
-                items = _result_items(envelope)
+                items = result_items(envelope)
             except AkoolError as exc:
                 self._failed_requests += 1
-                self._handle_error(chunk, exc)
-                return
+                error = exc
+        if error is not None:
+            # Outside the semaphore: a refused chunk is split and retried at once.
+            for part in self._handle_error(chunk, error):
+                await self._poll(part, limit, tick)
+            return
         self._failures = 0
         # Schedule from the tick's start, not from this answer: a tick of many requests must
         # not stretch every id's period by its own duration.
@@ -518,7 +529,7 @@ class Poller:
         entry.status = video.status
         entry.video = video
         if video.status.is_terminal:
-            self._entries.pop(entry.id, None)
+            self._forget(entry)
             _resolve(entry, video)
         else:
             self._reschedule(entry, now)
@@ -531,6 +542,8 @@ class Poller:
 
     def _missing(self, chunk: Iterable[_Entry], now: float) -> None:
         for entry in chunk:
+            if entry.future.done():  # finished meanwhile (a webhook): nothing is missing
+                continue
             entry.missing += 1
             if entry.missing > self.policy.missing_polls:
                 self._finish(
@@ -546,8 +559,13 @@ class Poller:
                 self._reschedule(entry, now)
 
     def _finish(self, entry: _Entry, exc: BaseException) -> None:
-        self._entries.pop(entry.id, None)
+        self._forget(entry)
         _fail(entry, exc)
+
+    def _forget(self, entry: _Entry) -> None:
+        # By identity: the id may have been tracked anew since this entry was polled.
+        if self._entries.get(entry.id) is entry:
+            del self._entries[entry.id]
 
     def _fail_all(self, exc: BaseException) -> None:
         entries, self._entries = self._entries, {}
@@ -568,12 +586,19 @@ class Poller:
                 self._not_before, asyncio.get_running_loop().time() + wait * self._slowdown
             )
 
-    def _handle_error(self, chunk: list[_Entry], exc: AkoolError) -> None:
+    def _handle_error(self, chunk: list[_Entry], exc: AkoolError) -> list[list[_Entry]]:
+        """React to a failed results call; returns sub-chunks to poll again right away."""
         now = asyncio.get_running_loop().time()
         if isinstance(exc, AuthenticationError):
             # Bad credentials or a banned account: no later poll can succeed.
             logger.error("polling stopped: %s", exc)
             self._fail_all(exc)
+        elif isinstance(exc, AkoolAPIError) and not isinstance(exc, _TRANSIENT) and len(chunk) > 1:
+            # AKOOL refused the whole request (1003, 1008, 1009, ...). One bad id must not sink
+            # the healthy ids it shares a request with: split until the culprit stands alone.
+            logger.warning("results call for %d ids refused (%s); splitting it", len(chunk), exc)
+            half = len(chunk) // 2
+            return [chunk[:half], chunk[half:]]
         elif isinstance(exc, NotFoundError):
             self._missing(chunk, now)
         elif isinstance(exc, _TRANSIENT):
@@ -593,14 +618,16 @@ class Poller:
             for entry in chunk:
                 entry.next_due = max(entry.next_due, now + backoff)
         elif isinstance(exc, AkoolAPIError):
-            # AKOOL refused these ids for good (e.g. 1003 too many ids, 1009 no permission).
+            # AKOOL refused this one id for good (e.g. 1009 no permission).
             for entry in chunk:
                 self._finish(entry, exc)
         else:
             raise exc
+        return []
 
 
-def _result_items(envelope: Mapping[str, Any]) -> list[Any]:
+def result_items(envelope: Mapping[str, Any]) -> list[Any]:
+    """``data.result`` of a resultsByIds answer; AkoolResponseError when it is not a list."""
     data = envelope.get("data")
     result = data.get("result") if isinstance(data, Mapping) else None
     if not isinstance(result, list):

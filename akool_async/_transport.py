@@ -174,7 +174,6 @@ class Transport:
         params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
         create: bool = False,
         authenticated: bool = True,
-        retry: RetryPolicy | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> dict[str, Any]:
         """Send one API request and return its success envelope (``code == 1000``).
@@ -182,7 +181,6 @@ class Transport:
         Args:
             create: the request creates videos (costs credits): it is retried only when AKOOL
                 certainly did not act, and an ambiguous failure raises CreateOutcomeUnknownError.
-            retry: overrides the transport's policy for this call.
             on_retry: called with the cause before each retry (the poller slows down on 429/1005).
 
         Raises:
@@ -191,7 +189,7 @@ class Transport:
             AkoolResponseError: the answer was not a JSON envelope.
             CreateOutcomeUnknownError: a create was sent and its outcome is unknown.
         """
-        policy = retry or self.retry
+        policy = self.retry
 
         def on_backoff(details: Any) -> None:
             logger.warning(

@@ -16,6 +16,8 @@ from akool_async import (
     RetryPolicy,
     ValidationError,
 )
+from akool_async._budget import CreditBudget, price_key
+from akool_async._models import VideoRequest
 from akool_async.testing import FakeAkoolServer, FaultKind
 
 #: The fake charges 30 credits per 5 s of 720p video; the fallback estimate is 60.
@@ -164,3 +166,39 @@ def test_a_negative_cap_is_rejected() -> None:
     """max_credits must be a number >= 0 or None."""
     with pytest.raises(AkoolValueError):
         AkoolClient("k", base_url="http://127.0.0.1:9", max_credits=-1)
+
+
+async def test_replacing_audio_is_charged_and_capped(server: FakeAkoolServer) -> None:
+    """replace_audio counts in credits_charged, and is refused when its estimate (a 5 s
+    video's, before any price is known) does not fit under max_credits."""
+    async with capped(server, 100) as client:
+        (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+        video = await handle
+        await client.image_to_video.replace_audio(
+            video_id=video.id, audio_url="https://audio.example/a.mp3"
+        )
+        charged = client.credits_charged
+        with pytest.raises(BudgetExceededError):
+            await client.image_to_video.replace_audio(
+                video_id=video.id, audio_url="https://audio.example/a.mp3", audio_type=1
+            )
+
+    # The fake charges 1 credit per second of video for new audio.
+    assert (1, PRICE_720P_5S + 5.0) == (server.call_count("update_audio"), charged)
+
+
+async def test_a_local_error_before_the_request_is_written_costs_nothing() -> None:
+    """A TypeError or ValueError from building or encoding a create costs nothing; a
+    cancellation mid-request costs the estimate."""
+    budget = CreditBudget(None)
+    key = price_key(VideoRequest(**CREATE_ARGS))
+    for local in (TypeError("Object of type object is not JSON serializable"), ValueError("x")):
+        with pytest.raises(type(local)):
+            async with budget.spend(key, 1):
+                raise local
+    local_charge = budget.charged
+    with pytest.raises(asyncio.CancelledError):
+        async with budget.spend(key, 1):
+            raise asyncio.CancelledError
+
+    assert (0.0, FALLBACK_5S, 0.0) == (local_charge, budget.charged, budget.reserved)

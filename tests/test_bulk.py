@@ -1,10 +1,26 @@
-"""Tests of the jobs-file parser and batch planning (akool_async._bulk)."""
+"""Tests of the jobs-file parser, batch planning and the bulk runner (akool_async._bulk).
+
+The runner tests drive ``BulkRunner`` against a FakeAkoolServer, some through a loopback proxy
+that rewrites create answers the way a misbehaving AKOOL might.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
-from akool_async._bulk import parse_jobs, plan_batches
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+from conftest import FAST_POLL
+
+from akool_async import AkoolClient, InsufficientCreditsError, RetryPolicy
+from akool_async._bulk import BulkOutcome, BulkRunner, BulkStats, JobLine, parse_jobs, plan_batches
+from akool_async._journal import Journal
+from akool_async.testing import FakeAkoolServer, video_bytes
 
 BASE = {
     "image_url": "https://images.example/cat.png",
@@ -76,3 +92,175 @@ def test_the_key_of_an_idless_request_survives_edits_elsewhere() -> None:
 def test_batches_are_at_most_ten() -> None:
     """A count is split into batches of at most 10."""
     assert ([10, 10, 5], [3], []) == (plan_batches(25), plan_batches(3), plan_batches(0))
+
+
+def test_batches_respect_the_model_max_count() -> None:
+    """A model's max_count below 10 caps every batch; one above 10 does not lift the cap."""
+    assert ([3, 3, 1], [10, 2]) == (plan_batches(7, 3), plan_batches(12, 50))
+
+
+# --- the runner --------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A Reporter that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def event(self, kind: str, message: str) -> None:
+        """Keep the event."""
+        self.events.append((kind, message))
+
+    def refresh(self, stats: BulkStats) -> None:
+        """Nothing to draw."""
+
+
+@attrs.define
+class Proxy:
+    """A loopback proxy in front of a fake; ``mangle`` rewrites batch-create answers."""
+
+    url: str = ""
+    mangle: Callable[[dict[str, Any]], None] | None = None
+
+
+@pytest.fixture
+async def proxy(server: FakeAkoolServer) -> AsyncIterator[Proxy]:
+    """A proxy to ``server`` that passes everything through until ``mangle`` is set."""
+    state = Proxy()
+    async with aiohttp.ClientSession() as session:
+
+        async def forward(request: web.Request) -> web.Response:
+            headers = {k: v for k, v in request.headers.items() if k.lower() == "x-api-key"}
+            headers["Content-Type"] = "application/json"
+            async with session.request(
+                request.method,
+                server.url + request.path_qs,
+                data=await request.read(),
+                headers=headers,
+            ) as upstream:
+                status, raw = upstream.status, await upstream.read()
+            if state.mangle is not None and request.path.endswith("/batch"):
+                envelope = json.loads(raw)
+                state.mangle(envelope)
+                raw = json.dumps(envelope).encode()
+            return web.Response(body=raw, status=status, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            yield state
+        finally:
+            await runner.cleanup()
+
+
+def fast_client(server: FakeAkoolServer, url: str | None = None, **options: Any) -> AkoolClient:
+    """A client for ``server`` (or a proxy of it at ``url``) with fast polling and retries."""
+    return AkoolClient(
+        server.api_key,
+        base_url=url or server.url,
+        poll=FAST_POLL,
+        retry=RetryPolicy.fast(),
+        **options,
+    )
+
+
+async def run_job(
+    client: AkoolClient, journal_path: Path, jobs: list[JobLine], out: Path
+) -> BulkOutcome:
+    """One bulk run, as the CLI does it: record, recover, run."""
+    with Journal.open(journal_path) as journal:
+        journal.add_requests(job.as_new_request() for job in jobs)
+        journal.recover()
+        runner = BulkRunner(
+            client,
+            journal,
+            out,
+            Recorder(),
+            download_concurrency=4,
+            wait_timeout=30.0,
+            expiry_warning=3600.0,
+            status_tick=0.05,
+        )
+        return await runner.run(jobs, spent_before=journal.credits_spent())
+
+
+def break_second_and_third(envelope: dict[str, Any]) -> None:
+    """Make item 2 nameless and item 3 unreadable but named (a string status)."""
+    items = envelope["data"]["successList"]
+    items[1] = {**items[1], "_id": None}
+    items[2] = {**items[2], "status": "1"}
+
+
+async def test_ids_of_a_partly_unreadable_create_are_followed_and_never_created_again(
+    server: FakeAkoolServer, proxy: Proxy, tmp_path: Path
+) -> None:
+    """Named ids of an unreadable answer are journaled, followed and saved; only the unnamed
+    rest is in doubt, and --retry-unknown creates only that rest again."""
+    jobs, _ = parse_jobs([line(id="cat", count=3)])
+    out, journal_path = tmp_path / "out", tmp_path / "journal.sqlite3"
+    proxy.mangle = break_second_and_third
+    async with fast_client(server, proxy.url) as client:
+        first = await run_job(client, journal_path, jobs, out)
+    first_ids = server.calls("create_batch")[0].created_ids
+    first_files = {p.name: p.read_bytes() for p in out.glob("*.mp4")}
+    with Journal.open(journal_path) as journal:
+        in_doubt = journal.in_doubt("id:cat")
+        journal.abandon_unknown()  # what --retry-unknown does
+    proxy.mangle = None
+    async with fast_client(server, proxy.url) as client:
+        second = await run_job(client, journal_path, jobs, out)
+
+    assert {
+        "cat-1.mp4": video_bytes(first_ids[0]),
+        "cat-2.mp4": video_bytes(first_ids[2]),
+    } == first_files
+    assert (1, 2, 1, 1) == (
+        in_doubt,
+        first.stats.created,
+        first.stats.unknown,
+        len(first.unknown),
+    )
+    assert [3, 1] == [c.body["count"] for c in server.calls("create_batch")]
+    assert (3, 3, 0) == (second.stats.created, second.stats.downloaded, second.stats.unknown)
+    assert {"cat-1.mp4", "cat-2.mp4", "cat-3.mp4"} == {p.name for p in out.glob("*.mp4")}
+
+
+async def test_batches_follow_a_known_model_max_count(
+    server: FakeAkoolServer, tmp_path: Path
+) -> None:
+    """With the model list loaded, a request is split by its model's maxCount, not by 10."""
+    model = server.models[0]
+    model["maxCount"] = 3
+    jobs, _ = parse_jobs([line(id="cat", count=7, model_name=model["value"])])
+    async with fast_client(server) as client:
+        await client.models.list()
+        outcome = await run_job(client, tmp_path / "journal.sqlite3", jobs, tmp_path / "out")
+
+    assert [1, 3, 3] == sorted(c.body["count"] for c in server.calls("create_batch"))
+    assert (7, 7, 0) == (
+        outcome.stats.created,
+        outcome.stats.downloaded,
+        outcome.stats.create_failed,
+    )
+
+
+async def test_no_queued_create_is_sent_after_the_credit_runs_out(
+    server: FakeAkoolServer, tmp_path: Path
+) -> None:
+    """Once a create is refused for credit, no waiting one is sent: neither those queued
+    for the client's create slots nor one already waiting for the budget."""
+    server.credit = 0.0
+    jobs, _ = parse_jobs([line(id=f"job-{i}") for i in range(5)])
+    # A cap of 100 holds one 60-credit estimate: the second create waits for the first.
+    async with fast_client(server, max_concurrent_creates=2, max_credits=100) as client:
+        outcome = await run_job(client, tmp_path / "journal.sqlite3", jobs, tmp_path / "out")
+
+    assert 1 == server.call_count("create_batch")
+    assert (1, 4) == (outcome.stats.create_failed, outcome.stats.not_created)
+    assert [InsufficientCreditsError] == [type(e) for e in outcome.create_errors]

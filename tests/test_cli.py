@@ -418,8 +418,8 @@ async def test_bulk_killed_with_sigkill_resumes_without_duplicates(tmp_path: Pat
 
 
 async def test_a_create_cut_off_by_a_crash_is_unknown_and_not_resent(tmp_path: Path) -> None:
-    """Killed while a create is out: the re-run reports it unknown (exit 11), sends it again
-    only with --retry-unknown, and finishes the other requests."""
+    """Killed while a create is out: the re-run reports it unknown (exit 11), counts it at its
+    estimate, sends it again only with --retry-unknown, and finishes the other requests."""
     items = [request(p, 1, id=p) for p in ("a", "b", "c")]
     jobs = write_jobs(tmp_path / "jobs.jsonl", items)
     out = tmp_path / "out"
@@ -440,6 +440,8 @@ async def test_a_create_cut_off_by_a_crash_is_unknown_and_not_resent(tmp_path: P
         assert (11, {"a": 1, "b": 1, "c": 1}) == (rerun.code, sent_after_rerun)
         assert "in flight when the last run stopped" in rerun.err
         assert "unknown     1" in rerun.out
+        # The cut-off create counts at its estimate (60: no price known yet), b and c at 30.
+        assert "credits     120 (60 this run)" in rerun.out
         assert {"b-1.mp4", "c-1.mp4"} <= set(videos_on_disk(out))
         assert (0, {"a": 2, "b": 1, "c": 1}) == (retried.code, creates_sent_per_prompt(fake))
         assert {"a-1.mp4", "b-1.mp4", "c-1.mp4"} == set(videos_on_disk(out))

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CREATE_ARGS
+from conftest import CREATE_ARGS, FAST_POLL
 
-from akool_async import AkoolClient, AkoolValueError, DownloadError, Video, VideoStatus
+from akool_async import (
+    AkoolClient,
+    AkoolValueError,
+    DownloadError,
+    RetryPolicy,
+    Video,
+    VideoStatus,
+)
 from akool_async.testing import FakeAkoolServer, Fault, FaultKind, video_bytes
 
 
@@ -219,3 +229,82 @@ async def test_download_many_raises_the_first_failure_without_partial_files(
 
     assert [] == leftovers(tmp_path)
     assert not (tmp_path / f"{videos[0].id}.mp4").exists()
+
+
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", "..", "a\\b", ".hidden"])
+async def test_an_id_unfit_for_a_file_name_is_refused_before_any_fetch(
+    client: AkoolClient, server: FakeAkoolServer, tmp_path: Path, bad_id: str
+) -> None:
+    """download_many and download into a directory refuse an id that is no plain file name."""
+    video = Video(id=bad_id, status=VideoStatus.COMPLETED, video_url=server.video_url("0" * 24))
+
+    with pytest.raises(AkoolValueError, match="file name"):
+        await client.download_many([video], tmp_path / "out")
+    with pytest.raises(AkoolValueError, match="file name"):
+        await client.download(video, tmp_path)
+
+    assert 0 == server.call_count("download")
+    assert [] == listing(tmp_path)
+
+
+async def test_a_retry_after_longer_than_allowed_gives_up_at_once(
+    server: FakeAkoolServer, tmp_path: Path
+) -> None:
+    """A file host's Retry-After past max_retry_after ends the download at the first answer."""
+    policy = RetryPolicy(initial_wait=0.001, max_wait=0.01, max_retry_after=1.0)
+    async with AkoolClient(
+        server.api_key, base_url=server.url, poll=FAST_POLL, retry=policy
+    ) as client:
+        (video,) = await finished(client, 1)
+        server.inject("download", Fault(FaultKind.HTTP_429, retry_after=30.0))
+        with pytest.raises(DownloadError) as caught:
+            await client.download(video, tmp_path / "v.mp4")
+
+    assert (429, 1) == (caught.value.http_status, server.call_count("download"))
+    assert [] == listing(tmp_path)
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full: new connections are never completed."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
+async def test_a_download_keeps_the_client_connect_timeout(
+    server: FakeAkoolServer, tmp_path: Path
+) -> None:
+    """A file host that never completes the connection fails the download (connect_timeout);
+    it does not hang."""
+    async with AkoolClient(
+        server.api_key,
+        base_url=server.url,
+        connect_timeout=0.1,
+        retry=RetryPolicy.fast(max_attempts=2),
+    ) as client:
+        with unanswered_port() as port:
+            video = Video(
+                id="0" * 24,
+                status=VideoStatus.COMPLETED,
+                video_url=f"http://127.0.0.1:{port}/v.mp4",
+            )
+            # Only a guard against hanging the suite when the timeout is lost, not a speed check.
+            async with asyncio.timeout(20):
+                with pytest.raises(DownloadError, match="Timeout"):
+                    await client.download(video, tmp_path / "v.mp4")
+
+    assert [] == listing(tmp_path)

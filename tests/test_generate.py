@@ -13,6 +13,7 @@ from conftest import CREATE_ARGS, FAST_POLL
 from akool_async import (
     AkoolClient,
     AkoolTimeoutError,
+    AkoolValueError,
     InsufficientCreditsError,
     PollPolicy,
     RetryPolicy,
@@ -264,3 +265,53 @@ def test_poll_policy_delay_grows_by_age_up_to_the_cap() -> None:
     assert 60 == policy.delay(3, webhook=True)
     assert 30 == policy.delay(10_000)
     assert 30 == PollPolicy(multiplier=1e5, max_interval=30).delay(1_000)  # no OverflowError
+
+
+async def test_leaving_the_loop_early_keeps_creates_already_sent(server: FakeAkoolServer) -> None:
+    """After `break`, creates already at AKOOL still finish into Generation.handles; no new ones."""
+    server.inject(
+        "create_batch",
+        Fault(FaultKind.SLOW, delay=0.0),
+        *[Fault(FaultKind.SLOW, delay=0.3)] * 2,
+    )
+    async with AkoolClient(
+        server.api_key, base_url=server.url, poll=FAST_POLL, max_concurrent_creates=3
+    ) as client:
+        generation = client.image_to_video.generate_many([request(10) for _ in range(6)])
+        iterator = aiter(generation)
+        first = await anext(iterator)
+        await iterator.aclose()  # what `break` leads to; waits for the creates in flight
+        assert first in generation.handles
+        assert server.created_count == len(generation.handles) == 30
+        assert 3 == server.call_count("create_batch")
+
+
+async def test_a_bad_request_is_a_failure_not_a_loss(client: AkoolClient) -> None:
+    """An unknown model in one request is recorded in failures; the other requests go on."""
+    await client.models.list()
+    generation = client.image_to_video.generate_many(
+        [request(5), request(3, model_name="no-such-model"), request(2)]
+    )
+    handles = await generation
+    assert 7 == len(handles)
+    (failure,) = generation.failures
+    assert (3, "no-such-model") == (failure.count, failure.request.model_name)
+    assert isinstance(failure.error, AkoolValueError)
+
+
+async def test_an_error_in_the_callers_iterable_keeps_creates_in_flight(
+    server: FakeAkoolServer,
+) -> None:
+    """If the caller's iterable raises, creates already sent still land; its error is raised."""
+    server.create_latency = 0.2
+
+    def requests():  # type: ignore[no-untyped-def]
+        yield request(10)
+        yield request(10)
+        raise LookupError("row 3 is broken")
+
+    async with AkoolClient(server.api_key, base_url=server.url, poll=FAST_POLL) as client:
+        generation = client.image_to_video.generate_many(requests())
+        with pytest.raises(LookupError, match="row 3"):
+            await generation
+        assert server.created_count == len(generation.handles) == 20

@@ -499,14 +499,19 @@ async def test_chunk_above_server_limit_surfaces(server: FakeAkoolServer) -> Non
     assert "at most 3 ids" in info.value.msg
 
 
-async def test_polled_chunk_above_server_limit_fails_handles(server: FakeAkoolServer) -> None:
-    """When the poller's chunks exceed AKOOL's limit, the handles fail with that 1003."""
+async def test_polled_chunk_refused_by_akool_is_split_not_failed(
+    server: FakeAkoolServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A results call AKOOL refuses (1003: too many ids) is split; every video still finishes."""
     server.max_ids_per_results = 3
     poll = PollPolicy(max_ids_per_request=4, initial_delay=0.01, interval=0.02, jitter=0)
     async with make_client(server, poll=poll) as client:
         batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=4)
-        outcomes = await asyncio.gather(*batch.handles, return_exceptions=True)
-    assert all(isinstance(o, ValidationError) and o.code == 1003 for o in outcomes), outcomes
+        videos = await asyncio.gather(*batch.handles)
+    assert [VideoStatus.COMPLETED] * 4 == [v.status for v in videos]
+    assert all(len(r.body["_ids"].split(",")) <= 4 for r in server.calls("results"))
+    assert any(r.code == 1003 for r in server.calls("results"))
+    assert "splitting it" in caplog.text
 
 
 # --- re-attach --------------------------------------------------------------------------------

@@ -106,6 +106,41 @@ def test_a_create_left_in_flight_is_unknown_after_a_restart(path: Path) -> None:
     assert (UNKNOWN, 3) == (create.state, in_doubt)
 
 
+def test_a_create_cut_off_by_a_crash_counts_at_its_estimate(path: Path) -> None:
+    """The estimate recorded when a create starts stands as its cost after recover(); an
+    answer or a refusal replaces it."""
+    with Journal.open(path) as journal:
+        journal.add_requests([request()])
+        journal.start_create("id:a", 3, estimate=180.0)  # the process dies here
+        answered = journal.start_create("id:a", 1, estimate=60.0)
+        journal.finish_create(answered, [video("v1", 30.0)])
+        journal.fail_create(journal.start_create("id:a", 1, estimate=60.0), REFUSED, "[1006]")
+
+    with Journal.open(path) as journal:
+        journal.recover()
+        spent = journal.credits_spent()
+
+    assert 180.0 + 30.0 == spent
+
+
+def test_ids_an_unknown_create_certainly_made_are_journaled(path: Path) -> None:
+    """Ids read from an unreadable answer become videos; only the rest is in doubt, and
+    abandoning the create keeps them."""
+    with Journal.open(path) as journal:
+        journal.add_requests([request(count=3)])
+        create_id = journal.start_create("id:a", 3, estimate=180.0)
+        rows = journal.fail_create(
+            create_id, UNKNOWN, "unreadable", credits=180.0, video_ids=["v1", "v3"]
+        )
+        in_doubt = journal.in_doubt("id:a")
+        journal.abandon_unknown()
+        after = (journal.in_doubt("id:a"), [v.id for v in journal.videos("id:a")])
+        spent = journal.credits_spent()
+
+    assert [("v1", "a-1.mp4"), ("v3", "a-2.mp4")] == [(r.id, r.file_name) for r in rows]
+    assert (1, (0, ["v1", "v3"]), 180.0) == (in_doubt, after, spent)
+
+
 def test_abandoning_unknown_creates_clears_the_doubt(path: Path) -> None:
     """abandon_unknown (--retry-unknown) leaves nothing in doubt."""
     with Journal.open(path) as journal:

@@ -324,10 +324,10 @@ def test_batch_body_uses_wire_names() -> None:
     } == request.batch_body(3)
 
 
-@pytest.mark.parametrize("count", [0, 11])
+@pytest.mark.parametrize("count", [0, 11, "3", True, 2.0])
 def test_batch_body_count_bounds(count: int) -> None:
-    """One batch makes 1 to 10 videos."""
-    with pytest.raises(AkoolValueError, match="count: must be between 1 and 10"):
+    """One batch makes 1 to 10 videos, counted by an int."""
+    with pytest.raises(AkoolValueError, match="count: must be an integer between 1 and 10"):
         VideoRequest(**GOOD).batch_body(count)
 
 

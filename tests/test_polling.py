@@ -14,6 +14,7 @@ from conftest import CREATE_ARGS, FAST_POLL
 from akool_async import (
     AkoolClient,
     AkoolTimeoutError,
+    AkoolValueError,
     ClientClosedError,
     NotFoundError,
     PollPolicy,
@@ -295,8 +296,11 @@ async def test_aclose_fails_pending_handles(server: FakeAkoolServer) -> None:
     assert [] == client.poller.pending_ids()
 
 
-class ListenerBug(Exception):
-    """A bug in code the poller runs (here: a progress listener)."""
+async def break_the_session(client: AkoolClient) -> None:
+    """Close the client's aiohttp session under the running poller: its next call raises a
+    plain RuntimeError ("Session is closed"), a bug the poller cannot treat as an answer."""
+    session = client._transport.session()
+    await session.close()
 
 
 async def test_poller_crash_reaches_every_waiter_and_aclose(server: FakeAkoolServer) -> None:
@@ -307,19 +311,15 @@ async def test_poller_crash_reaches_every_waiter_and_aclose(server: FakeAkoolSer
     for video_id in batch.ids:
         server.set_status(video_id, VideoStatus.QUEUEING)
     waiters = [asyncio.create_task(h.wait(timeout=None)) for h in batch.handles]
-
-    def broken_listener() -> None:
-        raise ListenerBug("a progress callback failed")
-
-    client.poller.subscribe(broken_listener)
+    await break_the_session(client)
     outcomes = await asyncio.gather(*waiters, return_exceptions=True)
-    assert [ListenerBug] * 3 == [type(o) for o in outcomes]
+    assert [RuntimeError] * 3 == [type(o) for o in outcomes]
     assert all(o is outcomes[0] for o in outcomes)
     assert all(h.done() for h in batch.handles)
     # A handle made after the crash fails at once instead of hanging.
-    with pytest.raises(ListenerBug):
+    with pytest.raises(RuntimeError, match="Session is closed"):
         await client.image_to_video.handle(batch.ids[0]).wait(timeout=None)
-    with pytest.raises(ListenerBug):
+    with pytest.raises(RuntimeError, match="Session is closed"):
         await client.aclose()
     assert client.closed
     # The crash was delivered: the poller task itself ended cleanly, leaving asyncio no
@@ -332,17 +332,13 @@ async def test_crash_is_raised_once_and_never_hides_the_blocks_own_error(
     server: FakeAkoolServer,
 ) -> None:
     """In `async with`, the block's own error wins over a poller crash; aclose() is idempotent."""
-
-    def broken_listener() -> None:
-        raise ListenerBug("a progress callback failed")
-
     client = make_client(server)
 
     async def use_client() -> None:
         async with client:
             batch = await client.image_to_video.create_batch(**CREATE_ARGS)
-            client.poller.subscribe(broken_listener)
-            with pytest.raises(ListenerBug):
+            await break_the_session(client)
+            with pytest.raises(RuntimeError):
                 await batch.handles[0].wait(timeout=None)
             raise KeyError("the block's own")
 
@@ -350,3 +346,32 @@ async def test_crash_is_raised_once_and_never_hides_the_blocks_own_error(
         await use_client()
     assert client.closed
     await client.aclose()  # already closed: no second raise
+
+
+async def test_a_raising_listener_does_not_stop_polling(
+    server: FakeAkoolServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subscriber that raises is logged; the poller and every handle carry on."""
+
+    def broken_listener() -> None:
+        raise LookupError("a progress callback failed")
+
+    async with make_client(server) as client:
+        client.poller.subscribe(broken_listener)
+        batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+        videos = await asyncio.gather(*batch.handles)
+    assert [VideoStatus.COMPLETED] * 2 == [v.status for v in videos]
+    assert "a poller listener raised" in caplog.text
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+async def test_wait_rejects_a_bad_timeout(client: AkoolClient, timeout: object) -> None:
+    """A timeout that is not a positive, finite number raises AkoolValueError, done or not."""
+    (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+    with pytest.raises(AkoolValueError, match="timeout"):
+        await handle.wait(timeout=timeout)  # type: ignore[arg-type]
+    await handle
+    with pytest.raises(AkoolValueError, match="timeout"):
+        await handle.wait(timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(AkoolValueError, match="timeout"):
+        await client.wait_all([handle], timeout=timeout)  # type: ignore[arg-type]

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from .._budget import Spend, price_key, single_price_key
-from .._errors import AkoolResponseError, AkoolValueError, CreateOutcomeUnknownError
+from .._budget import Spend, audio_price_key, price_key, single_price_key
+from .._errors import (
+    AkoolResponseError,
+    AkoolValueError,
+    ClientClosedError,
+    CreateOutcomeUnknownError,
+)
 from .._generate import Generation, ProgressCallback
 from .._models import (
     Batch,
@@ -14,11 +19,13 @@ from .._models import (
     Effect,
     Video,
     VideoRequest,
+    is_int,
+    is_video_id,
     require_text,
     require_url,
     structure,
 )
-from .._polling import RESULTS_PATH, TaskHandle
+from .._polling import RESULTS_PATH, TaskHandle, result_items
 
 if TYPE_CHECKING:
     from .._client import AkoolClient
@@ -33,11 +40,6 @@ DELETE_PATH: Final = f"{_BASE}/delbyids"
 _AUDIO_TYPES: Final = {1: "AI", 2: "upload", 3: "none"}
 
 
-def _is_int(value: object) -> bool:
-    """A real int: bool is an int subclass, and 1.0 == 1, yet neither is an integer field."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_ids(ids: Iterable[str] | str) -> list[str]:
     """Validate and de-duplicate video ids (order kept)."""
     if isinstance(ids, str):
@@ -45,7 +47,7 @@ def check_ids(ids: Iterable[str] | str) -> list[str]:
     out: dict[str, None] = {}
     for video_id in ids:
         # Ids travel as one comma-separated string: a comma or space inside one would split it.
-        if not isinstance(video_id, str) or not video_id or any(c in video_id for c in ", \t\n"):
+        if not is_video_id(video_id):
             raise AkoolValueError(
                 f"video id: must be a non-empty string without commas, got {video_id!r:.80}"
             )
@@ -188,29 +190,39 @@ class ImageToVideo:
             envelope = await client._transport.request("POST", BATCH_PATH, json=body, create=True)
         data = _created_videos(envelope, body, BATCH_PATH)
         success = data.get("successList")
-        errors = data.get("errorList") or []
-        if not isinstance(success, list) or not isinstance(errors, list):
+        if not isinstance(success, list):
             raise CreateOutcomeUnknownError(
                 "batch create answered without a successList: videos may exist that we cannot name",
                 path=BATCH_PATH,
                 request=body,
             )
+        errors = data.get("errorList") or []
+        if not isinstance(errors, list):
+            errors = [errors]  # its shape is undocumented: keep it raw, never lose successList
         videos: list[Video] = []
+        ids: list[str] = []
         unreadable: AkoolResponseError | None = None
         for item in success:
             try:
-                videos.append(structure(item, Video, where=BATCH_PATH))
+                video = structure(item, Video, where=BATCH_PATH)
             except AkoolResponseError as exc:
                 unreadable = exc
+                # The item is broken, but a readable _id still names a real, paid video.
+                video_id = item.get("_id") if isinstance(item, Mapping) else None
+                if is_video_id(video_id):
+                    ids.append(video_id)
+            else:
+                videos.append(video)
+                ids.append(video.id)
         if unreadable is not None:
-            # Some videos exist that we cannot name: never hand out a partial Batch as if
-            # complete, but keep the ids we could read so none of them is lost.
+            # Some videos exist that we cannot fully read: never hand out a partial Batch as
+            # if complete, but keep every id we could read so none of them is lost.
             raise CreateOutcomeUnknownError(
                 f"batch create answer unreadable ({unreadable}): videos may exist that we "
-                f"cannot name; readable ids: {[v.id for v in videos]}",
+                f"cannot name; readable ids: {ids}",
                 path=BATCH_PATH,
                 request=body,
-                video_ids=tuple(v.id for v in videos),
+                video_ids=tuple(ids),
             ) from unreadable
         poller = client._poller
         handles = tuple(
@@ -253,7 +265,7 @@ class ImageToVideo:
             A ``TaskHandle`` for the new video.
         """
         # bool and float pass "in (1, 2, 3)" (True == 1.0 == 1) but AKOOL wants an integer.
-        if not _is_int(audio_type) or audio_type not in _AUDIO_TYPES:
+        if not is_int(audio_type) or audio_type not in _AUDIO_TYPES:
             raise AkoolValueError(
                 f"audio_type: must be 1 (AI), 2 (upload) or 3 (none), got {audio_type!r}"
             )
@@ -267,8 +279,18 @@ class ImageToVideo:
             require_url("webhook_url", webhook_url)
         if resolution is not None:
             require_text("resolution", resolution)
-        if video_length is not None and (not _is_int(video_length) or video_length < 1):
+        if video_length is not None and (not is_int(video_length) or video_length < 1):
             raise AkoolValueError(f"video_length: must be a positive integer, got {video_length!r}")
+        for name, flag in (
+            ("extend_prompt", extend_prompt),
+            ("is_premium_model", is_premium_model),
+        ):
+            if flag is not None and not isinstance(flag, bool):
+                raise AkoolValueError(f"{name}: must be True, False or None, got {flag!r:.40}")
+        if effect_code is not None:
+            require_text("effect_code", effect_code)
+        if audio_url is not None:
+            require_url("audio_url", audio_url)
         body: dict[str, Any] = {
             "image_url": require_url("image_url", image_url),
             "prompt": require_text("prompt", prompt),
@@ -299,22 +321,35 @@ class ImageToVideo:
             video_id: the finished video (``pre_video_id``).
             audio_url: the audio to use.
             audio_type: 1 AI, 2 uploaded.
+
+        Raises:
+            BudgetExceededError: it would take the credits charged past the client's
+                ``max_credits`` (its price is unpublished: until AKOOL has charged one, it is
+                estimated like a new 5 s video); nothing was sent.
+            CreateOutcomeUnknownError: the request was sent but no answer came back.
         """
+
         (video_id,) = check_ids([video_id])
-        if not _is_int(audio_type) or audio_type not in (1, 2):
+        if not is_int(audio_type) or audio_type not in (1, 2):
             raise AkoolValueError(f"audio_type: must be 1 (AI) or 2 (upload), got {audio_type!r}")
         body = {
             "pre_video_id": video_id,
             "audio_url": require_url("audio_url", audio_url),
             "audio_type": audio_type,
         }
-        return await self._create_one(AUDIO_PATH, body, webhook=False)
+        # The new task is a new, billed video: max_credits and credits_charged cover it.
+        async with self._client._budget.spend(audio_price_key(audio_type), 1) as spend:
+            return await self._create_one(AUDIO_PATH, body, webhook=False, spend=spend)
 
     async def _create_one(
         self, path: str, body: dict[str, Any], *, webhook: bool, spend: Spend | None = None
     ) -> TaskHandle:
         client = self._client
+        # Marks the moment the request leaves: cancelled while queued for a slot costs nothing.
+        sending = spend.sending(None) if spend is not None else None
         async with client._create_slots:
+            if sending is not None:
+                sending(body)
             envelope = await client._transport.request("POST", path, json=body, create=True)
         data = _created_videos(envelope, body, path)
         try:
@@ -343,15 +378,7 @@ class ImageToVideo:
             envelope = await self._client._transport.request(
                 "POST", RESULTS_PATH, json={"_ids": ",".join(chunk)}
             )
-            data = envelope.get("data")
-            items = data.get("result") if isinstance(data, Mapping) else None
-            if not isinstance(items, list):
-                raise AkoolResponseError(
-                    "resultsByIds answered without a data.result list",
-                    method="POST",
-                    path=RESULTS_PATH,
-                )
-            for video in structure(items, list[Video], where=RESULTS_PATH):
+            for video in structure(result_items(envelope), list[Video], where=RESULTS_PATH):
                 found[video.id] = video
         return [found[i] for i in wanted if i in found]
 
@@ -361,6 +388,8 @@ class ImageToVideo:
         Must be called inside a running event loop. Handles for one id share one poll.
         """
         (video_id,) = check_ids([video_id])
+        if self._client.closed:
+            raise ClientClosedError("the client is closed")
         return self._client._poller.track(video_id)
 
     async def effects(self) -> list[Effect]:
