@@ -22,14 +22,12 @@ import logging
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
-import backoff
 
 from ._errors import AkoolValueError, DownloadError
 from ._models import Video, VideoStatus
@@ -260,7 +258,6 @@ async def download_url(
     Raises:
         DownloadError: the file could not be saved whole; ``target`` is untouched.
     """
-    started = time.monotonic()
     attempts = 0
 
     async def attempt() -> int:
@@ -268,33 +265,7 @@ async def download_url(
         attempts += 1
         return await _attempt(session, url, target, video_id, read_timeout)
 
-    def give_up(exc: Exception) -> bool:
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is None:
-            return False
-        # backoff would cut the wait to the time left and ask again too early: give up.
-        left = retry.max_time - (time.monotonic() - started)
-        return bool(retry_after > min(retry.max_retry_after, left))
-
-    def on_backoff(details: Any) -> None:
-        logger.warning(
-            "retrying download of video %s (attempt %d failed, waiting %.2fs): %s",
-            video_id,
-            details["tries"],
-            details["wait"],
-            details["exception"],
-        )
-
-    send = backoff.on_exception(
-        retry._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
-        _Retryable,
-        max_tries=retry.max_attempts,
-        max_time=retry.max_time,
-        jitter=None,
-        giveup=give_up,
-        on_backoff=on_backoff,
-        logger=None,
-    )(attempt)
+    send = retry.wrap(attempt, retry_on=_Retryable, what=f"download of video {video_id}")
     try:
         return await send()
     except _Retryable as exc:

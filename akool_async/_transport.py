@@ -14,8 +14,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import attrs
@@ -38,6 +38,7 @@ from ._errors import (
 )
 
 logger = logging.getLogger("akool_async")
+_T = TypeVar("_T")
 
 TOKEN_PATH = "/api/open/v3/getToken"
 _USER_AGENT = "akool-async/0.1.0"
@@ -74,6 +75,56 @@ class RetryPolicy:
     def fast(cls, max_attempts: int = 4) -> RetryPolicy:
         """Retry with near-zero waits: for tests against the fake server."""
         return cls(max_attempts=max_attempts, initial_wait=0.001, max_wait=0.01, max_time=30.0)
+
+    def wrap(
+        self,
+        func: Callable[..., Awaitable[_T]],
+        *,
+        retry_on: type[Exception],
+        what: str,
+        retryable: Callable[[BaseException], bool] = lambda _: True,
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> Callable[..., Awaitable[_T]]:
+        """``func`` run under this policy; wrap it right before the call (the clock starts here).
+
+        Args:
+            retry_on: the exceptions that may be retried at all.
+            what: names the operation in the WARNING logged before each retry.
+            retryable: whether one such exception may be retried.
+            on_retry: called with the cause before each retry.
+        """
+        started = time.monotonic()
+
+        def give_up(exc: BaseException) -> bool:
+            if not retryable(exc):
+                return True
+            # backoff cuts each sleep to what is left of max_time, which would resend before
+            # the server's Retry-After: give up instead when the wait does not fit the budget.
+            retry_after = getattr(exc, "retry_after", None) or 0.0
+            left = self.max_time - (time.monotonic() - started)
+            return bool(retry_after > min(self.max_retry_after, left))
+
+        def on_backoff(details: Any) -> None:
+            logger.warning(
+                "retrying %s (attempt %d failed, waiting %.2fs): %s",
+                what,
+                details["tries"],
+                details["wait"],
+                details["exception"],
+            )
+            if on_retry is not None:
+                on_retry(details["exception"])
+
+        return backoff.on_exception(
+            self._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
+            retry_on,
+            max_tries=self.max_attempts,
+            max_time=self.max_time,
+            jitter=None,
+            giveup=give_up,
+            on_backoff=on_backoff,
+            logger=None,
+        )(func)
 
     def _waits(self) -> Generator[float | None, BaseException, None]:
         # backoff primes the generator with send(None), then sends each exception in.
@@ -189,42 +240,13 @@ class Transport:
             AkoolResponseError: the answer was not a JSON envelope.
             CreateOutcomeUnknownError: a create was sent and its outcome is unknown.
         """
-        policy = self.retry
-
-        def on_backoff(details: Any) -> None:
-            logger.warning(
-                "retrying %s %s (attempt %d failed, waiting %.2fs): %s",
-                method,
-                path,
-                details["tries"],
-                details["wait"],
-                details["exception"],
-            )
-            if on_retry is not None:
-                on_retry(details["exception"])
-
-        retryable = _create_may_retry if create else _is_transient
-        started = time.monotonic()
-
-        def give_up(exc: Exception) -> bool:
-            if not retryable(exc):
-                return True
-            # backoff cuts each sleep to what is left of max_time, which would resend before
-            # the server's Retry-After: give up instead when the wait does not fit the budget.
-            retry_after = getattr(exc, "retry_after", None) or 0.0
-            left = policy.max_time - (time.monotonic() - started)
-            return bool(retry_after > min(policy.max_retry_after, left))
-
-        send = backoff.on_exception(
-            policy._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
-            AkoolError,
-            max_tries=policy.max_attempts,
-            max_time=policy.max_time,
-            jitter=None,
-            giveup=give_up,
-            on_backoff=on_backoff,
-            logger=None,
-        )(self._send_authenticated)
+        send = self.retry.wrap(
+            self._send_authenticated,
+            retry_on=AkoolError,
+            what=f"{method} {path}",
+            retryable=_create_may_retry if create else _is_transient,
+            on_retry=on_retry,
+        )
         try:
             return await send(method, path, json, params, create, authenticated)
         except _NotSent as exc:
