@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,10 +31,8 @@ import attrs
 from ._errors import AkoolValueError
 from ._models import Video, VideoStatus
 
-try:  # POSIX; elsewhere the lock is not taken (documented in the README).
+if sys.platform != "win32":  # POSIX; elsewhere the lock is not taken (documented in README).
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]  # fcntl exists only on POSIX
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_JOURNAL_NAME: Final = "akool-journal.sqlite3"
@@ -500,7 +499,7 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 def _take_lock(path: Path) -> IO[bytes] | None:
     handle = path.open("ab")
-    if fcntl is None:  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover
         return handle
     try:
         # Released by the OS when the process dies, even by SIGKILL.
