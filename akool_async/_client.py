@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -22,7 +23,7 @@ from ._constants import (
     DEFAULT_WAIT_TIMEOUT,
 )
 from ._downloads import DEFAULT_DOWNLOAD_CONCURRENCY, download_video, download_videos
-from ._errors import AkoolError, AkoolResponseError, AkoolValueError
+from ._errors import AkoolError, AkoolResponseError, AkoolValueError, ClientClosedError
 from ._generate import as_completed, wait_all
 from ._models import Video, check_seconds
 from ._polling import DEFAULT, Poller, PollPolicy, TaskHandle, _Default
@@ -122,6 +123,10 @@ class AkoolClient:
         self._transport.auth = auth
         self._poller = Poller(self._transport, poll or PollPolicy(), wait_timeout)
         self._create_slots = asyncio.Semaphore(max_concurrent_creates)
+        self._closing = False
+        self._creates_in_flight = 0
+        self._creates_idle = asyncio.Event()
+        self._request_timeout = timeout
         self.max_concurrent_creates = max_concurrent_creates
         self._budget = CreditBudget(max_credits)
         self.models = AIModels(self)
@@ -334,10 +339,38 @@ class AkoolClient:
 
         Idempotent. If the poller crashed, its exception is re-raised here.
         """
+        self._closing = True
         try:
+            if self._creates_in_flight:
+                # A create already sent may have charged credits: wait for its answer (at most
+                # one request timeout) so its ids reach the caller instead of an abort.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._request_timeout):
+                        await self._creates_idle.wait()
             await self._poller.aclose()
         finally:
             await self._transport.aclose()
+
+    async def _send_create(
+        self,
+        path: str,
+        body: dict[str, Any],
+        before_send: Callable[[Mapping[str, Any]], object] | None,
+    ) -> dict[str, Any]:
+        """Send one create under the create cap; aclose() waits for it to answer."""
+        async with self._create_slots:
+            if self._closing:
+                raise ClientClosedError("the client is closing: the create was not sent")
+            if before_send is not None:
+                before_send(body)
+            self._creates_in_flight += 1
+            self._creates_idle.clear()
+            try:
+                return await self._transport.request("POST", path, json=body, create=True)
+            finally:
+                self._creates_in_flight -= 1
+                if not self._creates_in_flight:
+                    self._creates_idle.set()
 
     def __repr__(self) -> str:
         auth = "api_key" if isinstance(self._transport.auth, ApiKeyAuth) else "token"

@@ -265,7 +265,10 @@ async def download_url(
         attempts += 1
         return await _attempt(session, url, target, video_id, read_timeout)
 
-    send = retry.wrap(attempt, retry_on=_Retryable, what=f"download of video {video_id}")
+    # Untimed: a large file may take longer than max_time to arrive, and still deserves a retry.
+    send = retry.wrap(
+        attempt, retry_on=_Retryable, what=f"download of video {video_id}", timed=False
+    )
     try:
         return await send()
     except _Retryable as exc:

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+import weakref
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
@@ -23,6 +31,7 @@ from ._errors import (
     AkoolValueError,
     AuthenticationError,
     BudgetExceededError,
+    CreateOutcomeUnknownError,
     InsufficientCreditsError,
     PermissionDeniedError,
 )
@@ -140,6 +149,11 @@ class Generation:
         self._notify_scheduled = False
         self._created_all = False
         self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._bug: BaseException | None = None
+        # Weak: a strong reference would keep Python from finalizing the iterator after a
+        # `break`, and so from stopping the creates.
+        self._iterator: weakref.ref[AsyncGenerator[TaskHandle, None]] | None = None
         self._unsubscribe: Callable[[], None] = lambda: None
 
     def progress(self) -> Progress:
@@ -155,7 +169,9 @@ class Generation:
         if self._started:
             raise RuntimeError("a Generation runs once; call generate_many() again")
         self._started = True
-        return self._run()
+        iterator = self._run()
+        self._iterator = weakref.ref(iterator)
+        return iterator
 
     def __await__(self) -> Any:
         return self._collect().__await__()
@@ -212,12 +228,36 @@ class Generation:
         full, rest = divmod(request.count, cap)
         return [(request, cap)] * full + ([(request, rest)] if rest else [])
 
+    def _refuse_if_stopping(self, body: object) -> None:
+        # Runs inside the client's create slot, right before the request is written: a create
+        # queued when the caller left is never sent.
+        if self._stopping:
+            raise _Stopped
+
     async def _create(self, request: VideoRequest, count: int, out: asyncio.Queue[Any]) -> None:
         if self._stop is not None:
             self.failures.append(CreateFailure(request=request, count=count, error=self._stop))
             return
+        handles: tuple[TaskHandle, ...] = ()
         try:
-            batch = await self._client.image_to_video.create_from(request, count)
+            batch = await self._client.image_to_video.create_from(
+                request, count, before_send=self._refuse_if_stopping
+            )
+        except _Stopped:
+            return  # not sent: the caller left before this create's turn
+        except CreateOutcomeUnknownError as exc:
+            logger.warning("create of %d video(s) has an unknown outcome: %s", count, exc)
+            # Ids a partly unreadable answer did name are real, paid videos: follow them.
+            handles = tuple(
+                self._client.poller.track(
+                    video_id, webhook=request.webhook_url is not None, request=request
+                )
+                for video_id in exc.video_ids
+            )
+            if len(handles) < count:
+                self.failures.append(
+                    CreateFailure(request=request, count=count - len(handles), error=exc)
+                )
         except AkoolError as exc:
             logger.warning("create of %d video(s) failed: %s", count, exc)
             self.failures.append(CreateFailure(request=request, count=count, error=exc))
@@ -225,23 +265,37 @@ class Generation:
                 self._stop = exc
         else:
             self._credits += batch.deduction_credit
+            handles = batch.handles
             if batch.errors or len(batch.handles) < count:
                 self.failures.append(
                     CreateFailure(
                         request=request, count=count - len(batch.handles), items=batch.errors
                     )
                 )
-            for handle in batch.handles:
-                self.handles.append(handle)
-                out.put_nowait(handle)
+        for handle in handles:
+            self.handles.append(handle)
+            out.put_nowait(handle)
         self._schedule_progress()
 
-    async def _run(self) -> AsyncIterator[TaskHandle]:
+    async def aclose(self) -> None:
+        """Stop creating: no new create is sent; creates already sent finish into ``handles``.
+
+        ``break`` out of ``async for`` gets the same, once Python finalizes the iterator;
+        call this (or use ``contextlib.aclosing``) to have it happen at once.
+        """
+        iterator = self._iterator() if self._iterator is not None else None
+        if iterator is not None:
+            await iterator.aclose()
+        self._started = True
+
+    async def _run(self) -> AsyncGenerator[TaskHandle, None]:
         out: asyncio.Queue[Any] = asyncio.Queue()
         if self._on_progress is not None:
             # Stays subscribed after creation ends, until every video finished (see _report).
             self._unsubscribe = self._client.poller.subscribe(self._schedule_progress)
-        producer = asyncio.create_task(self._produce(out), name="akool-async-generate")
+        reader = asyncio.create_task(self._read(out), name="akool-async-generate")
+        # Retrieved here so an error nobody awaits (the caller left) is not logged by asyncio.
+        reader.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             while True:
                 item = await out.get()
@@ -249,42 +303,58 @@ class Generation:
                     break
                 yield item
             # Surface an error from the caller's iterable instead of ending quietly.
-            await producer
+            await reader
             self._created_all = True
             self._schedule_progress()
         finally:
             if not self._created_all:
                 self._unsubscribe()
-            if not producer.done():
-                # The caller left early (break, cancel, timeout). Creates already sent may
-                # have charged credits: let them finish so their handles land in
-                # self.handles, but start no new one. Shielded: a cancel of this wait must
-                # not cancel them either.
+            if not reader.done() or self._in_flight:
+                # The caller left early (break, cancel, timeout). Reading their requests has
+                # no effect at AKOOL, so it stops at once; creates already sent may have
+                # charged credits, so they finish (shielded) and land in self.handles.
                 self._stopping = True
-                await asyncio.shield(producer)
+                reader.cancel()
+                if self._in_flight:
+                    await asyncio.shield(asyncio.wait(set(self._in_flight)))
 
-    async def _produce(self, out: asyncio.Queue[Any]) -> None:
+    async def _read(self, out: asyncio.Queue[Any]) -> None:
         error: Exception | None = None
+        # No more creates in flight than the client's cap: memory stays proportional to it,
+        # and after a stopping error (credits, auth) no queued create is left to send.
+        slots = asyncio.Semaphore(self._client.max_concurrent_creates)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._in_flight.discard(task)
+            slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                self._bug = self._bug or task.exception()
+
         try:
-            # No more tasks than the client's create cap: memory stays proportional to the cap,
-            # and after a stopping error (credits, auth) no queued task is left to send.
-            slots = asyncio.Semaphore(self._client.max_concurrent_creates)
-            async with asyncio.TaskGroup() as group:
-                try:
-                    async for request, count in self._jobs():
-                        await slots.acquire()
-                        if self._stopping:
-                            break
-                        task = group.create_task(self._create(request, count, out))
-                        task.add_done_callback(lambda _: slots.release())
-                except Exception as exc:
-                    # The caller's iterable failed: stop pulling, but let the creates in
-                    # flight finish inside the group (cancelling them would lose paid ids).
-                    error = exc
+            try:
+                async for request, count in self._jobs():
+                    await slots.acquire()
+                    if self._stopping:
+                        break
+                    task = asyncio.create_task(self._create(request, count, out))
+                    self._in_flight.add(task)
+                    task.add_done_callback(finished)
+            except Exception as exc:
+                # The caller's iterable failed: stop reading; creates in flight still finish.
+                error = exc
+            if self._in_flight:
+                # asyncio.wait, not gather: if this task is cancelled the creates go on.
+                await asyncio.wait(set(self._in_flight))
+            if self._bug is not None:
+                raise self._bug
             if error is not None:
                 raise error
         finally:
             out.put_nowait(_DONE)
+
+
+class _Stopped(Exception):
+    """The caller stopped the generation before this create was sent."""
 
 
 _DONE = object()

@@ -452,24 +452,59 @@ class Poller:
         size = self.policy.max_ids_per_request
         chunks = [due[i : i + size] for i in range(0, len(due), size)]
         self._ticks += 1
-        self._max_tick_requests = max(self._max_tick_requests, len(chunks))
+        requests_before = self._requests
         rate_limited_before = self._rate_limited
         limit = asyncio.Semaphore(self.policy.max_concurrent_requests)
         try:
             async with asyncio.TaskGroup() as group:
                 for chunk in chunks:
-                    group.create_task(self._poll(chunk, limit, now))
+                    group.create_task(self._poll_chunk(chunk, limit, now))
         finally:
+            self._max_tick_requests = max(self._max_tick_requests, self._requests - requests_before)
             self._notify()
         if self._rate_limited == rate_limited_before:
             self._slowdown = max(1.0, self._slowdown / 2)
 
-    async def _poll(self, chunk: list[_Entry], limit: asyncio.Semaphore, tick: float) -> None:
+    async def _poll_chunk(self, chunk: list[_Entry], limit: asyncio.Semaphore, tick: float) -> None:
+        """Poll ``chunk``; when AKOOL refuses it as a whole, find out whether one id is why.
+
+        One bad id (say, one AKOOL no longer lets us see) must not sink the healthy ids it
+        shares a request with, so a refused chunk is halved and both halves asked again.
+        If only one half is refused, the search goes on inside it until the culprit stands
+        alone: about 2*log2(n) extra requests. If both are refused, AKOOL refuses these
+        requests whatever they hold (a systemic 1003, say): the whole chunk takes the error,
+        as without the search, for at most two extra requests.
+        """
+        refused = await self._poll(chunk, limit, tick)
+        while refused is not None:
+            if len(chunk) == 1:
+                self._refused(chunk, refused)
+                return
+            half = len(chunk) // 2
+            halves = (chunk[:half], chunk[half:])
+            first, second = [await self._poll(part, limit, tick) for part in halves]
+            if first is not None and second is not None:
+                self._refused(chunk, refused)
+                return
+            chunk, refused = (halves[0], first) if first is not None else (halves[1], second)
+
+    def _refused(self, chunk: list[_Entry], exc: AkoolAPIError) -> None:
+        if isinstance(exc, NotFoundError):
+            self._missing(chunk, asyncio.get_running_loop().time())
+        else:
+            # AKOOL refused these ids for good (e.g. 1003, 1009 no permission).
+            for entry in chunk:
+                self._finish(entry, exc)
+
+    async def _poll(
+        self, chunk: list[_Entry], limit: asyncio.Semaphore, tick: float
+    ) -> AkoolAPIError | None:
+        """One results call for ``chunk``; returns AKOOL's refusal of the whole request."""
         async with limit:
             # An entry may have finished (webhook) while this chunk waited for the semaphore.
             chunk = [e for e in chunk if not e.future.done()]
             if not chunk:
-                return
+                return None
             self._requests += 1
             self._ids_polled += len(chunk)
             self._max_ids = max(self._max_ids, len(chunk))
@@ -487,10 +522,7 @@ class Poller:
                 self._failed_requests += 1
                 error = exc
         if error is not None:
-            # Outside the semaphore: a refused chunk is split and retried at once.
-            for part in self._handle_error(chunk, error):
-                await self._poll(part, limit, tick)
-            return
+            return self._handle_error(chunk, error)
         self._failures = 0
         # Schedule from the tick's start, not from this answer: a tick of many requests must
         # not stretch every id's period by its own duration.
@@ -520,6 +552,7 @@ class Poller:
                 self._finish(entry, exc)
                 continue
             self._apply(entry, video, now)
+        return None
 
     def _apply(self, entry: _Entry, video: Video, now: float) -> None:
         if entry.future.done():
@@ -586,21 +619,17 @@ class Poller:
                 self._not_before, asyncio.get_running_loop().time() + wait * self._slowdown
             )
 
-    def _handle_error(self, chunk: list[_Entry], exc: AkoolError) -> list[list[_Entry]]:
-        """React to a failed results call; returns sub-chunks to poll again right away."""
+    def _handle_error(self, chunk: list[_Entry], exc: AkoolError) -> AkoolAPIError | None:
+        """React to a failed results call; returns AKOOL's refusal for the caller to settle."""
         now = asyncio.get_running_loop().time()
         if isinstance(exc, AuthenticationError):
             # Bad credentials or a banned account: no later poll can succeed.
             logger.error("polling stopped: %s", exc)
             self._fail_all(exc)
-        elif isinstance(exc, AkoolAPIError) and not isinstance(exc, _TRANSIENT) and len(chunk) > 1:
-            # AKOOL refused the whole request (1003, 1008, 1009, ...). One bad id must not sink
-            # the healthy ids it shares a request with: split until the culprit stands alone.
-            logger.warning("results call for %d ids refused (%s); splitting it", len(chunk), exc)
-            half = len(chunk) // 2
-            return [chunk[:half], chunk[half:]]
-        elif isinstance(exc, NotFoundError):
-            self._missing(chunk, now)
+        elif isinstance(exc, AkoolAPIError) and not isinstance(exc, _TRANSIENT):
+            # AKOOL refused the whole request (1003, 1008, 1009, ...): see _poll_chunk.
+            logger.warning("results call for %d ids refused: %s", len(chunk), exc)
+            return exc
         elif isinstance(exc, _TRANSIENT):
             if isinstance(exc, RateLimitError):
                 self._note_retry(exc)
@@ -617,13 +646,9 @@ class Poller:
             self._not_before = max(self._not_before, now + backoff)
             for entry in chunk:
                 entry.next_due = max(entry.next_due, now + backoff)
-        elif isinstance(exc, AkoolAPIError):
-            # AKOOL refused this one id for good (e.g. 1009 no permission).
-            for entry in chunk:
-                self._finish(entry, exc)
         else:
             raise exc
-        return []
+        return None
 
 
 def result_items(envelope: Mapping[str, Any]) -> list[Any]:

@@ -84,6 +84,7 @@ class RetryPolicy:
         what: str,
         retryable: Callable[[BaseException], bool] = lambda _: True,
         on_retry: Callable[[BaseException], None] | None = None,
+        timed: bool = True,
     ) -> Callable[..., Awaitable[_T]]:
         """``func`` run under this policy; wrap it right before the call (the clock starts here).
 
@@ -92,8 +93,11 @@ class RetryPolicy:
             what: names the operation in the WARNING logged before each retry.
             retryable: whether one such exception may be retried.
             on_retry: called with the cause before each retry.
+            timed: cap the attempts by ``max_time`` too; off for work whose own length is
+                unbounded (a large download), which ``max_attempts`` alone caps.
         """
         started = time.monotonic()
+        max_time = self.max_time if timed else math.inf
 
         def give_up(exc: BaseException) -> bool:
             if not retryable(exc):
@@ -101,7 +105,7 @@ class RetryPolicy:
             # backoff cuts each sleep to what is left of max_time, which would resend before
             # the server's Retry-After: give up instead when the wait does not fit the budget.
             retry_after = getattr(exc, "retry_after", None) or 0.0
-            left = self.max_time - (time.monotonic() - started)
+            left = max_time - (time.monotonic() - started)
             return bool(retry_after > min(self.max_retry_after, left))
 
         def on_backoff(details: Any) -> None:
@@ -119,7 +123,7 @@ class RetryPolicy:
             self._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
             retry_on,
             max_tries=self.max_attempts,
-            max_time=self.max_time,
+            max_time=max_time if timed else None,
             jitter=None,
             giveup=give_up,
             on_backoff=on_backoff,

@@ -7,15 +7,10 @@ that rewrites create answers the way a misbehaving AKOOL might.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import attrs
-import pytest
-from aiohttp import web
-from conftest import FAST_POLL
+from conftest import FAST_POLL, Proxy
 
 from akool_async import AkoolClient, InsufficientCreditsError, RetryPolicy
 from akool_async._bulk import BulkOutcome, BulkRunner, BulkStats, JobLine, parse_jobs, plan_batches
@@ -114,49 +109,6 @@ class Recorder:
 
     def refresh(self, stats: BulkStats) -> None:
         """Nothing to draw."""
-
-
-@attrs.define
-class Proxy:
-    """A loopback proxy in front of a fake; ``mangle`` rewrites batch-create answers."""
-
-    url: str = ""
-    mangle: Callable[[dict[str, Any]], None] | None = None
-
-
-@pytest.fixture
-async def proxy(server: FakeAkoolServer) -> AsyncIterator[Proxy]:
-    """A proxy to ``server`` that passes everything through until ``mangle`` is set."""
-    state = Proxy()
-    async with aiohttp.ClientSession() as session:
-
-        async def forward(request: web.Request) -> web.Response:
-            headers = {k: v for k, v in request.headers.items() if k.lower() == "x-api-key"}
-            headers["Content-Type"] = "application/json"
-            async with session.request(
-                request.method,
-                server.url + request.path_qs,
-                data=await request.read(),
-                headers=headers,
-            ) as upstream:
-                status, raw = upstream.status, await upstream.read()
-            if state.mangle is not None and request.path.endswith("/batch"):
-                envelope = json.loads(raw)
-                state.mangle(envelope)
-                raw = json.dumps(envelope).encode()
-            return web.Response(body=raw, status=status, content_type="application/json")
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
-            yield state
-        finally:
-            await runner.cleanup()
 
 
 def fast_client(server: FakeAkoolServer, url: str | None = None, **options: Any) -> AkoolClient:

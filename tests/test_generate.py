@@ -6,9 +6,10 @@ import asyncio
 import copy
 import itertools
 import math
+from typing import Any
 
 import pytest
-from conftest import CREATE_ARGS, FAST_POLL
+from conftest import CREATE_ARGS, FAST_POLL, Proxy
 
 from akool_async import (
     AkoolClient,
@@ -267,8 +268,10 @@ def test_poll_policy_delay_grows_by_age_up_to_the_cap() -> None:
     assert 30 == PollPolicy(multiplier=1e5, max_interval=30).delay(1_000)  # no OverflowError
 
 
-async def test_leaving_the_loop_early_keeps_creates_already_sent(server: FakeAkoolServer) -> None:
-    """After `break`, creates already at AKOOL still finish into Generation.handles; no new ones."""
+async def test_break_keeps_creates_already_sent_even_when_the_client_closes(
+    server: FakeAkoolServer,
+) -> None:
+    """`break`, then leaving `async with`: creates already at AKOOL still land in handles."""
     server.inject(
         "create_batch",
         Fault(FaultKind.SLOW, delay=0.0),
@@ -278,12 +281,44 @@ async def test_leaving_the_loop_early_keeps_creates_already_sent(server: FakeAko
         server.api_key, base_url=server.url, poll=FAST_POLL, max_concurrent_creates=3
     ) as client:
         generation = client.image_to_video.generate_many([request(10) for _ in range(6)])
-        iterator = aiter(generation)
-        first = await anext(iterator)
-        await iterator.aclose()  # what `break` leads to; waits for the creates in flight
-        assert first in generation.handles
-        assert server.created_count == len(generation.handles) == 30
-        assert 3 == server.call_count("create_batch")
+        async for _ in generation:
+            break
+    # aclose() waited for the two slow creates in flight; none was started after the break.
+    assert 3 == server.call_count("create_batch")
+    assert server.created_count == len(generation.handles) == 30
+
+
+async def test_aclose_stops_new_creates_at_once(server: FakeAkoolServer) -> None:
+    """Generation.aclose() sends no further create; those in flight finish into handles."""
+    server.create_latency = 0.2
+    async with AkoolClient(
+        server.api_key, base_url=server.url, poll=FAST_POLL, max_concurrent_creates=2
+    ) as client:
+        generation = client.image_to_video.generate_many([request(10) for _ in range(6)])
+        async for _ in generation:
+            await generation.aclose()
+            break
+        assert 2 == server.call_count("create_batch")
+        assert server.created_count == len(generation.handles) == 20
+
+
+async def test_ids_named_by_a_partly_unreadable_answer_are_followed(
+    server: FakeAkoolServer, proxy: Proxy
+) -> None:
+    """A create answer with one unreadable item: its named videos get handles, none is lost."""
+
+    def unreadable_status(envelope: dict[str, Any]) -> None:
+        items = envelope["data"]["successList"]
+        items[1] = {**items[1], "status": "1"}
+
+    proxy.mangle = unreadable_status
+    async with AkoolClient(server.api_key, base_url=proxy.url, poll=FAST_POLL) as client:
+        generation = client.image_to_video.generate_many([request(3)])
+        handles = await generation
+        videos = await client.wait_all(handles, timeout=10)
+    assert sorted(server.videos) == sorted(v.id for v in videos)
+    assert [] == generation.failures
+    assert 3 == generation.progress().created
 
 
 async def test_a_bad_request_is_a_failure_not_a_loss(client: AkoolClient) -> None:

@@ -25,6 +25,7 @@ from akool_async import (
     ValidationError,
     Video,
     VideoFailedError,
+    VideoRequest,
     VideoStatus,
 )
 from akool_async.testing import FakeAkoolServer
@@ -511,7 +512,7 @@ async def test_polled_chunk_refused_by_akool_is_split_not_failed(
     assert [VideoStatus.COMPLETED] * 4 == [v.status for v in videos]
     assert all(len(r.body["_ids"].split(",")) <= 4 for r in server.calls("results"))
     assert any(r.code == 1003 for r in server.calls("results"))
-    assert "splitting it" in caplog.text
+    assert "results call for 4 ids refused" in caplog.text
 
 
 # --- re-attach --------------------------------------------------------------------------------
@@ -546,3 +547,20 @@ async def test_reattach_shares_one_poll(saved_ids: list[str], server: FakeAkoolS
         assert [saved_ids[0]] == client.poller.pending_ids()
         assert await one == await two
     assert all(call.body == {"_ids": saved_ids[0]} for call in server.calls("results"))
+
+
+async def test_a_systemic_refusal_costs_at_most_three_requests_per_chunk(
+    server: FakeAkoolServer,
+) -> None:
+    """When AKOOL refuses every results call, the search stops at two halves, then fails all."""
+    server.max_ids_per_results = 0  # every resultsByIds answers 1003
+    poll = PollPolicy(initial_delay=0.01, interval=0.02, jitter=0)
+    async with make_client(server, poll=poll) as client:
+        handles = await client.image_to_video.generate_many(
+            [VideoRequest(**CREATE_ARGS, count=10) for _ in range(20)]
+        )
+        outcomes = await asyncio.gather(*handles, return_exceptions=True)
+        stats = client.poller.statistics()
+    assert 200 == len(outcomes)
+    assert all(isinstance(o, ValidationError) and o.code == 1003 for o in outcomes)
+    assert 3 * 4 == server.call_count("results") == stats.requests == stats.max_requests_per_tick

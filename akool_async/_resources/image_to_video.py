@@ -184,10 +184,7 @@ class ImageToVideo:
         before_send: Callable[[Mapping[str, Any]], object] | None,
     ) -> Batch:
         client = self._client
-        async with client._create_slots:
-            if before_send is not None:
-                before_send(body)
-            envelope = await client._transport.request("POST", BATCH_PATH, json=body, create=True)
+        envelope = await client._send_create(BATCH_PATH, body, before_send)
         data = _created_videos(envelope, body, BATCH_PATH)
         success = data.get("successList")
         if not isinstance(success, list):
@@ -347,10 +344,7 @@ class ImageToVideo:
         client = self._client
         # Marks the moment the request leaves: cancelled while queued for a slot costs nothing.
         sending = spend.sending(None) if spend is not None else None
-        async with client._create_slots:
-            if sending is not None:
-                sending(body)
-            envelope = await client._transport.request("POST", path, json=body, create=True)
+        envelope = await client._send_create(path, body, sending)
         data = _created_videos(envelope, body, path)
         try:
             video = structure(data, Video, where=path)
