@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from conftest import serve_app
 
 import akool_async
 from akool_async import (
@@ -107,15 +108,8 @@ async def scripted() -> AsyncIterator[Scripted]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as state.url:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import aiohttp
 import attrs
 import pytest
 from aiohttp import web
+from conftest import serve_app
 
 from akool_async._models import VideoStatus
 from akool_async._webhooks import verify_webhook
@@ -795,13 +796,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield rec
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        rec.url = f"{url}/hook"
+        yield rec
 
 
 async def test_webhooks_deliver_processing_then_terminal(

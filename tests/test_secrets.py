@@ -14,13 +14,13 @@ import json
 import logging
 import socket
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import CREATE_ARGS, FAST_POLL
+from conftest import CREATE_ARGS, FAST_POLL, serve_app
 
 import akool_async
 from akool_async import (
@@ -48,19 +48,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on loopback; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 def texts_of(value: object, depth: int = 0) -> Iterator[str]:
@@ -128,7 +115,7 @@ async def run_session(session: Session, server: FakeAkoolServer) -> None:
     async with AkoolClient(API_KEY, client_id=CLIENT_ID, **options) as client:
         app = web.Application()
         app.router.add_post(HOOK_PATH, aiohttp_handler(client))
-        async with serve(app) as hook_base, aiohttp.ClientSession() as http:
+        async with serve_app(app) as hook_base, aiohttp.ClientSession() as http:
             session.objects += [client, client.poller, client.models, client.image_to_video]
             await keep(client.models.list())
             await keep(client.account.credits())
@@ -308,7 +295,7 @@ async def test_redirects_are_not_followed_with_the_key() -> None:
 
     other = web.Application()
     other.router.add_route("*", "/{tail:.*}", other_origin)
-    async with serve(other) as other_url:
+    async with serve_app(other) as other_url:
 
         async def redirect(request: web.Request) -> web.Response:
             raise web.HTTPTemporaryRedirect(other_url + request.path)
@@ -316,7 +303,7 @@ async def test_redirects_are_not_followed_with_the_key() -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", redirect)
         async with (
-            serve(app) as url,
+            serve_app(app) as url,
             AkoolClient(API_KEY, base_url=url, retry=RetryPolicy.fast()) as client,
         ):
             with pytest.raises(akool_async.AkoolAPIError) as read_error:
