@@ -40,7 +40,14 @@ from ._errors import (
     UpstreamError,
     VideoFailedError,
 )
-from ._models import Video, VideoRequest, VideoStatus, check_seconds, structure
+from ._models import (
+    STATUS_BY_VALUE,
+    Video,
+    VideoRequest,
+    VideoStatus,
+    check_seconds,
+    structure,
+)
 from ._transport import Transport
 
 logger = logging.getLogger("akool_async")
@@ -514,7 +521,7 @@ class Poller:
                     "POST",
                     RESULTS_PATH,
                     # One comma-separated string, not a list (akool-api.md §3).
-                    json={"_ids": ",".join(e.id for e in chunk)},
+                    json={"_ids": ",".join([e.id for e in chunk])},
                     on_retry=self._note_retry,
                 )
                 items = result_items(envelope)
@@ -543,7 +550,7 @@ class Poller:
                 # Still running: keep only the status. Building a Video per poll would cost
                 # CPU and ~1 KiB per pending id for nothing (akool-api.md §5 shapes stay raw).
                 if entry.status is None or status >= entry.status:
-                    entry.status = VideoStatus(status)
+                    entry.status = STATUS_BY_VALUE[status]
                 self._reschedule(entry, now)
                 continue
             try:
