@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 
 from ._budget import price_key
-from ._constants import MAX_BATCH_COUNT, VIDEO_RETENTION_SECONDS
+from ._constants import VIDEO_RETENTION_SECONDS
 from ._downloads import remove_stale_parts
 from ._errors import (
     AkoolError,
@@ -43,7 +43,7 @@ from ._errors import (
 )
 from ._generate import _STOPS_ALL
 from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo, NewRequest
-from ._models import VideoRequest, VideoStatus
+from ._models import VideoRequest, VideoStatus, plan_batches
 
 if TYPE_CHECKING:
     from ._client import AkoolClient
@@ -287,13 +287,6 @@ class BulkOutcome:
     failed_before: int = 0
     download_errors: list[DownloadError] = attrs.Factory(list)
     timeouts: list[AkoolTimeoutError] = attrs.Factory(list)
-
-
-def plan_batches(count: int, max_count: int | None = None) -> list[int]:
-    """Split ``count`` videos into batch sizes of at most 10 (or the model's ``max_count``)."""
-    cap = MAX_BATCH_COUNT if max_count is None else max(1, min(MAX_BATCH_COUNT, max_count))
-    full, rest = divmod(count, cap)
-    return [cap] * full + ([rest] if rest else [])
 
 
 class _NotSent(Exception):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
-from ._constants import MAX_BATCH_COUNT
 from ._errors import (
     AkoolError,
     AkoolTimeoutError,
@@ -35,7 +34,7 @@ from ._errors import (
     InsufficientCreditsError,
     PermissionDeniedError,
 )
-from ._models import Video, VideoRequest, VideoStatus, check_seconds
+from ._models import Video, VideoRequest, VideoStatus, check_seconds, plan_batches
 from ._polling import DEFAULT, TaskHandle, _Default
 
 if TYPE_CHECKING:
@@ -222,11 +221,8 @@ class Generation:
             # One bad request (e.g. an unknown model) must not stop the others.
             self.failures.append(CreateFailure(request=request, count=request.count, error=exc))
             return []
-        cap = MAX_BATCH_COUNT
-        if model is not None and model.max_count is not None:
-            cap = max(1, min(cap, model.max_count))
-        full, rest = divmod(request.count, cap)
-        return [(request, cap)] * full + ([(request, rest)] if rest else [])
+        max_count = None if model is None else model.max_count
+        return [(request, size) for size in plan_batches(request.count, max_count)]
 
     def _refuse_if_stopping(self, body: object) -> None:
         # Runs inside the client's create slot, right before the request is written: a create

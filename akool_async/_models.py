@@ -221,6 +221,13 @@ def _positive_int(_: object, a: attrs.Attribute[Any], value: object) -> None:
         raise _fail(a.name, f"must be a positive integer, got {value!r:.80}")
 
 
+def plan_batches(count: int, max_count: int | None = None) -> list[int]:
+    """Split ``count`` videos into batch sizes of at most 10 (or the model's ``max_count``)."""
+    cap = MAX_BATCH_COUNT if max_count is None else max(1, min(MAX_BATCH_COUNT, max_count))
+    full, rest = divmod(count, cap)
+    return [cap] * full + ([rest] if rest else [])
+
+
 @attrs.frozen(kw_only=True)
 class VideoRequest:
     """The fields of one image-to-video create, checked before any request is sent.

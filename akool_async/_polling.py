@@ -633,10 +633,6 @@ class Poller:
             # Bad credentials or a banned account: no later poll can succeed.
             logger.error("polling stopped: %s", exc)
             self._fail_all(exc)
-        elif isinstance(exc, AkoolAPIError) and not isinstance(exc, _TRANSIENT):
-            # AKOOL refused the whole request (1003, 1008, 1009, ...): see _poll_chunk.
-            logger.warning("results call for %d ids refused: %s", len(chunk), exc)
-            return exc
         elif isinstance(exc, _TRANSIENT):
             if isinstance(exc, RateLimitError):
                 self._note_retry(exc)
@@ -653,6 +649,10 @@ class Poller:
             self._not_before = max(self._not_before, now + backoff)
             for entry in chunk:
                 entry.next_due = max(entry.next_due, now + backoff)
+        elif isinstance(exc, AkoolAPIError):
+            # AKOOL refused the whole request (1003, 1008, 1009, ...): see _poll_chunk.
+            logger.warning("results call for %d ids refused: %s", len(chunk), exc)
+            return exc
         else:
             raise exc
         return None
