@@ -9,9 +9,10 @@ Quick start::
         videos = await asyncio.gather(*batch.handles)
 """
 
-# The receivers live in the public submodule: akool_async.webhooks.aiohttp_handler(client).
-from . import webhooks as webhooks
+from typing import TYPE_CHECKING, Any
+
 from ._client import AkoolClient
+from ._creates import Batch
 from ._errors import (
     AkoolAPIError,
     AkoolConnectionError,
@@ -31,12 +32,12 @@ from ._errors import (
     UpstreamError,
     ValidationError,
     VideoFailedError,
+    WaitTimeoutError,
     WebhookVerificationError,
 )
 from ._generate import CreateFailure, Generation, Progress
 from ._models import (
     AIModel,
-    Batch,
     DeleteResult,
     Effect,
     Resolution,
@@ -44,14 +45,19 @@ from ._models import (
     VideoRequest,
     VideoStatus,
 )
-from ._polling import PollerStatistics, PollPolicy, TaskHandle
-from ._transport import RetryPolicy
-from ._webhooks import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, verify_webhook
+from ._polling import PollerStatistics, TaskHandle
+from ._settings import USE_CLIENT_DEFAULT, PollPolicy, RetryPolicy, UseClientDefault
+from ._webhook_crypto import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, verify_webhook
+
+if TYPE_CHECKING:
+    # The receivers need aiohttp.web: import akool_async.webhooks only when it is used.
+    from . import webhooks as webhooks
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_WEBHOOK_TOLERANCE",
+    "USE_CLIENT_DEFAULT",
     "AIModel",
     "AkoolAPIError",
     "AkoolClient",
@@ -81,11 +87,13 @@ __all__ = [
     "RetryPolicy",
     "TaskHandle",
     "UpstreamError",
+    "UseClientDefault",
     "ValidationError",
     "Video",
     "VideoFailedError",
     "VideoRequest",
     "VideoStatus",
+    "WaitTimeoutError",
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
@@ -98,3 +106,12 @@ for _name in __all__:
     if isinstance(_obj, type):
         _obj.__module__ = "akool_async"
 del _name, _obj
+
+
+def __getattr__(name: str) -> Any:
+    # ``akool_async.webhooks`` still works without an explicit import, loaded on first use.
+    if name == "webhooks":
+        import importlib
+
+        return importlib.import_module(".webhooks", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final
 
 from ._errors import (
@@ -100,31 +100,13 @@ class Spend:
         self.count = count
         self.estimate = estimate
         self.actual: list[Video] | None = None
-        #: Whether the request left; None: not tracked, so a failure that may follow the
-        #: write (anything but a local error, see ``_LOCAL_ERRORS``) is assumed to have sent it.
-        self.sent: bool | None = None
+        #: Whether the request left (set by the create pipeline right before it is written):
+        #: a create that fails before that point cost nothing.
+        self.sent = False
 
     def created(self, videos: Iterable[Video]) -> None:
         """Record the videos the create made (their ``deduction_credit`` is the real cost)."""
         self.actual = list(videos)
-
-    def sending(
-        self, hook: Callable[[Mapping[str, Any]], object] | None
-    ) -> Callable[[Mapping[str, Any]], object]:
-        """A ``before_send`` hook that notes the request left, then calls ``hook``.
-
-        A create cancelled before that point (queued for a create slot) costs nothing.
-        """
-        self.sent = False
-
-        def before_send(body: Mapping[str, Any]) -> object:
-            if hook is not None:
-                hook(body)
-            # After the caller's hook: if it raised, the request was not sent.
-            self.sent = True
-            return None
-
-        return before_send
 
 
 class CreditBudget:
@@ -182,7 +164,7 @@ class CreditBudget:
         if spend.actual is not None:
             # The answer named the videos it made (the failure came later): they are billed.
             return self._cost(spend)
-        if spend.sent is False or isinstance(exc, (*_NOTHING_CHARGED, *_LOCAL_ERRORS)):
+        if not spend.sent or isinstance(exc, (*_NOTHING_CHARGED, *_LOCAL_ERRORS)):
             return 0.0
         # The outcome is unknown (CreateOutcomeUnknownError, a cancellation mid-request):
         # count it as billed so the cap never lets that money be spent twice.

@@ -1,9 +1,9 @@
 """Resumable bulk jobs: a JSONL file of requests in, every video downloaded, crash-safe.
 
-The runner drives ``image_to_video.create_from`` itself, one batch (at most 10 videos, or the
-model's ``max_count``) per call under the client's ``max_concurrent_creates``, so that each
-create is journaled as ``sent`` (with its estimated cost) right before it leaves and its ids
-are committed the moment it answers (see ``_journal``). Then it follows every video to the end
+The runner sends its batches (at most 10 videos, or the model's ``max_count``, each) through
+the client's create pipeline as one ``CreateRun`` it observes: each create is journaled as
+``sent`` (with its estimated cost) right before it leaves and its ids are committed the moment
+it answers (see ``_journal``). Then it follows every video to the end
 and saves its file with ``AkoolClient.download``. Ids read from a partly unreadable answer are
 real videos: they are journaled and followed like the others, and only the rest of that create
 is in doubt.
@@ -25,29 +25,35 @@ import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
 from ._budget import price_key
+from ._client import AkoolClient, client_core
 from ._constants import VIDEO_RETENTION_SECONDS
+from ._creates import (
+    STOPS_ALL,
+    CreateObserver,
+    CreateOutcome,
+    CreateState,
+    CreateTicket,
+    plan_batches,
+)
 from ._downloads import remove_stale_parts
 from ._errors import (
     AkoolError,
-    AkoolTimeoutError,
     AkoolValueError,
     BudgetExceededError,
+    ClientClosedError,
     CreateOutcomeUnknownError,
     DownloadError,
     VideoFailedError,
+    WaitTimeoutError,
 )
-from ._generate import _STOPS_ALL
 from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo, NewRequest
-from ._models import VideoRequest, VideoStatus, plan_batches
-
-if TYPE_CHECKING:
-    from ._client import AkoolClient
-    from ._polling import TaskHandle
+from ._models import VideoRequest, VideoStatus
+from ._polling import TaskHandle
 
 #: JSONL fields that map onto ``VideoRequest`` (``webhookurl``, the wire spelling, is accepted).
 REQUEST_FIELDS: Final = (
@@ -286,14 +292,10 @@ class BulkOutcome:
     #: Videos that had failed in earlier runs (not created again).
     failed_before: int = 0
     download_errors: list[DownloadError] = attrs.Factory(list)
-    timeouts: list[AkoolTimeoutError] = attrs.Factory(list)
+    timeouts: list[WaitTimeoutError] = attrs.Factory(list)
 
 
-class _NotSent(Exception):
-    """Raised from ``before_send`` to drop a create once creating has stopped."""
-
-
-class BulkRunner:
+class BulkRunner(CreateObserver[JobLine]):
     """Runs one bulk job against a client, recording everything in a journal.
 
     Args:
@@ -320,15 +322,17 @@ class BulkRunner:
         status_tick: float = DEFAULT_STATUS_TICK,
     ) -> None:
         self._client = client
+        self._core = client_core(client)
         self._journal = journal
         self._out = out_dir
         self._reporter = reporter
-        self._create_turns = asyncio.Semaphore(client.max_concurrent_creates)
+        self._run = self._core.creates.run([self])
+        self._create_ids: dict[CreateTicket[JobLine], int] = {}
+        self._warned_stop = False
         self._download_limit = asyncio.Semaphore(download_concurrency)
         self._wait_timeout = wait_timeout
         self._expiry_warning = expiry_warning
         self._status_tick = status_tick
-        self._stop_creating = False
         self._following: dict[str, TaskHandle] = {}
         self._last_status: dict[str, VideoStatus | None] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -341,6 +345,7 @@ class BulkRunner:
         stats = self.stats
         stats.requests = len(jobs)
         stats.credits = spent_before
+        self._seed_prices(jobs)
         plan: list[tuple[JobLine, int]] = []
         follow: list[tuple[JobLine, JournalVideo]] = []
         for job in jobs:
@@ -373,8 +378,7 @@ class BulkRunner:
                 self._group = group
                 for job, row in follow:
                     self._start_follow(job, row, self._client.image_to_video.handle(row.id))
-                for job, size in plan:
-                    group.create_task(self._create(job, size))
+                group.create_task(self._create_all(plan))
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -385,13 +389,16 @@ class BulkRunner:
 
     # -- planning ----------------------------------------------------------------------------
 
+    def _seed_prices(self, jobs: list[JobLine]) -> None:
+        """Teach the budget the prices earlier runs of this job were charged."""
+        for job in jobs:
+            for video in self._journal.videos(job.key):
+                if video.credits is not None:
+                    self._core.budget.observe(price_key(job.request), video.credits)
+
     def _cap(self, job: JobLine) -> int | None:
         """The model's ``max_count``, when the client knows the model list."""
-        try:
-            model = self._client.models.check(job.request.model_name)
-        except AkoolValueError:
-            return None  # create_from refuses the request; each batch reports it
-        return None if model is None else model.max_count
+        return self._core.catalog.max_count(job.request.model_name)
 
     def _classify_known(
         self, job: JobLine, video: JournalVideo, follow: list[tuple[JobLine, JournalVideo]]
@@ -433,57 +440,59 @@ class BulkRunner:
 
     # -- creating ----------------------------------------------------------------------------
 
-    async def _create(self, job: JobLine, size: int) -> None:
-        # Creates queue here rather than in the budget, where every waiter wakes on every
-        # settle: only as many as the client sends at once (its max_concurrent_creates, the
-        # one limit) go further.
-        async with self._create_turns:
-            if self._stop_creating:
+    async def _create_all(self, plan: list[tuple[JobLine, int]]) -> None:
+        # submit() waits for a create slot: only as many creates as the client sends at once
+        # (its max_concurrent_creates, the one limit) are in flight.
+        for job, size in plan:
+            if self._run.stopped:
                 self.stats.not_created += size
-                return
-            await self._create_now(job, size)
+                continue
+            await self._run.submit(job.request, size, job)
+        await self._run.join()
 
-    async def _create_now(self, job: JobLine, size: int) -> None:
-        create_ids: list[int] = []
+    def create_sending(self, ticket: CreateTicket[JobLine]) -> None:
+        """Journal the create before it leaves: a crash from here on is "unknown"."""
+        # It counts at its estimate until an answer says what it cost.
+        self._create_ids[ticket] = self._journal.start_create(
+            ticket.tag.key, ticket.count, estimate=ticket.estimate
+        )
 
-        def journal_sent(_body: object) -> None:
-            if self._stop_creating:
-                # Creating stopped while this one waited for a slot: it is not sent.
-                raise _NotSent
-            # Committed before the request leaves: a crash from here on is "unknown", and
-            # counts at its estimate until an answer says what it cost.
-            estimate = self._client._budget.estimate(price_key(job.request), size)
-            create_ids.append(self._journal.start_create(job.key, size, estimate=estimate))
-
-        try:
-            batch = await self._client.image_to_video.create_from(
-                job.request, size, before_send=journal_sent
-            )
-        except _NotSent:
+    def create_finished(self, outcome: CreateOutcome[JobLine]) -> None:
+        """Commit the outcome to the journal in the same step its answer arrived."""
+        create_id = None if outcome.ticket is None else self._create_ids.pop(outcome.ticket)
+        job, size, error = outcome.tag, outcome.count, outcome.error
+        if outcome.state is CreateState.CREATED:
+            assert create_id is not None
+            assert outcome.batch is not None
+            self._created(job, size, create_id, outcome)
+        elif outcome.state is CreateState.UNKNOWN:
+            assert create_id is not None
+            assert isinstance(error, CreateOutcomeUnknownError)
+            assert outcome.ticket is not None
+            self._unknown_outcome(job, size, create_id, outcome.ticket.estimate, outcome, error)
+        elif outcome.state is CreateState.NOT_SENT and not isinstance(error, ClientClosedError):
             self.stats.not_created += size
-            return
-        except BudgetExceededError as exc:
-            self.stats.not_created += size
-            if self.outcome.budget is None:
-                self.outcome.budget = exc
-                self._reporter.event("budget", f"stopped creating: {exc}")
-            self._stop_creating = True
-            return
-        except CreateOutcomeUnknownError as exc:
-            self._unknown_outcome(job, size, create_ids, exc)
-            return
-        except AkoolError as exc:
-            if create_ids:
-                self._journal.fail_create(create_ids[0], REFUSED, str(exc))
+            if isinstance(error, BudgetExceededError) and self.outcome.budget is None:
+                self.outcome.budget = error
+                self._reporter.event("budget", f"stopped creating: {error}")
+        else:
+            assert error is not None
+            if create_id is not None:
+                self._journal.fail_create(create_id, REFUSED, str(error))
             self.stats.create_failed += size
-            self.outcome.create_errors.append(exc)
-            self._reporter.event("create_failed", f"line {job.line}: create failed: {exc}")
-            if isinstance(exc, _STOPS_ALL) and not self._stop_creating:
-                self._stop_creating = True
+            self.outcome.create_errors.append(error)
+            self._reporter.event("create_failed", f"line {job.line}: create failed: {error}")
+            if isinstance(error, STOPS_ALL) and not self._warned_stop:
+                self._warned_stop = True
                 self._reporter.event("warning", "no further creates will be sent in this run")
-            return
+
+    def _created(
+        self, job: JobLine, size: int, create_id: int, outcome: CreateOutcome[JobLine]
+    ) -> None:
+        batch = outcome.batch
+        assert batch is not None
         # Same step as the answer: nothing else runs before these ids are committed.
-        rows = self._journal.finish_create(create_ids[0], batch.videos)
+        rows = self._journal.finish_create(create_id, batch.videos)
         stats = self.stats
         stats.created += len(rows)
         stats.created_now += len(rows)
@@ -506,19 +515,22 @@ class BulkRunner:
             self._start_follow(job, row, handle)
 
     def _unknown_outcome(
-        self, job: JobLine, size: int, create_ids: list[int], exc: CreateOutcomeUnknownError
+        self,
+        job: JobLine,
+        size: int,
+        create_id: int,
+        estimate: float,
+        outcome: CreateOutcome[JobLine],
+        exc: CreateOutcomeUnknownError,
     ) -> None:
         """Journal a create without a usable answer; follow the ids it certainly made."""
         stats = self.stats
-        estimate = self._client._budget.estimate(price_key(job.request), size)
-        rows: list[JournalVideo] = []
-        if create_ids:  # always: this error only comes after before_send ran
-            # Ids read from a partly unreadable answer are real, paid videos: journal them
-            # like created ones (same step, before any await) so no re-run creates them again.
-            known = list(dict.fromkeys(exc.video_ids))
-            rows = self._journal.fail_create(
-                create_ids[0], UNKNOWN, str(exc), credits=estimate, video_ids=known
-            )
+        # Ids read from a partly unreadable answer are real, paid videos: journal them
+        # like created ones (same step, before any await) so no re-run creates them again.
+        handles = {h.id: h for h in outcome.handles}
+        rows = self._journal.fail_create(
+            create_id, UNKNOWN, str(exc), credits=estimate, video_ids=list(handles)
+        )
         in_doubt = max(0, size - len(rows))
         stats.created += len(rows)
         stats.created_now += len(rows)
@@ -545,7 +557,7 @@ class BulkRunner:
                 f"{size} video(s); following them: {exc}",
             )
         for row in rows:
-            self._start_follow(job, row, self._client.image_to_video.handle(row.id))
+            self._start_follow(job, row, handles.get(row.id) or self._core.track(row.id))
 
     # -- following and saving ----------------------------------------------------------------
 
@@ -566,7 +578,7 @@ class BulkRunner:
             self.outcome.video_failures.append(exc)
             self._reporter.event("failed", f"line {job.line}: video {row.id} failed")
             return
-        except AkoolTimeoutError as exc:
+        except WaitTimeoutError as exc:
             stats.pending += 1
             stats.errors += 1
             self.outcome.timeouts.append(exc)

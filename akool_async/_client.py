@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 
-from ._auth import REDACTED, ApiKeyAuth, Auth, TokenAuth
-from ._budget import CreditBudget
+from ._auth import REDACTED
 from ._constants import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -22,16 +19,17 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     DEFAULT_WAIT_TIMEOUT,
 )
-from ._downloads import DEFAULT_DOWNLOAD_CONCURRENCY, download_video, download_videos
-from ._errors import AkoolError, AkoolResponseError, AkoolValueError, ClientClosedError
-from ._generate import as_completed, wait_all
+from ._core import ClientCore, check_credentials
+from ._downloads import DEFAULT_DOWNLOAD_CONCURRENCY
+from ._errors import AkoolError, AkoolValueError
 from ._models import Video, check_seconds
-from ._polling import DEFAULT, Poller, PollPolicy, TaskHandle, _Default
+from ._polling import Poller, TaskHandle
 from ._resources.account import Account
 from ._resources.ai_models import AIModels
 from ._resources.image_to_video import ImageToVideo
-from ._resources.webhooks import Webhooks
-from ._transport import TOKEN_PATH, RetryPolicy, Transport
+from ._resources.incoming_webhooks import Webhooks
+from ._settings import USE_CLIENT_DEFAULT, PollPolicy, RetryPolicy, TimeoutArg, resolve_timeout
+from ._waiting import as_completed, wait_all
 
 logger = logging.getLogger("akool_async")
 
@@ -80,15 +78,7 @@ class AkoolClient:
         max_concurrent_creates: int = DEFAULT_MAX_CONCURRENT_CREATES,
         max_credits: float | None = None,
     ) -> None:
-        if api_key is None and not (client_id and client_secret):
-            api_key = os.environ.get(API_KEY_ENV) or None
-        for name, value in (
-            ("api_key", api_key),
-            ("client_id", client_id),
-            ("client_secret", client_secret),
-        ):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise AkoolValueError(f"{name}: must be a non-empty string")
+        api_key = check_credentials(api_key, client_id, client_secret, API_KEY_ENV)
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise AkoolValueError(f"base_url: must be an http(s) URL, got {base_url!r}")
         if isinstance(max_concurrent_creates, bool) or not (
@@ -99,60 +89,45 @@ class AkoolClient:
         check_seconds("connect_timeout", connect_timeout)
         if wait_timeout is not None:
             check_seconds("wait_timeout", wait_timeout)
-
-        self.client_id = client_id
-        # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
-        self._client_secret = client_secret or api_key
-        self._transport = Transport(
+        self._core = ClientCore(
+            api_key=api_key,
+            client_id=client_id,
+            client_secret=client_secret,
             base_url=base_url,
-            auth=None,
-            retry=retry or RetryPolicy(),
             timeout=timeout,
             connect_timeout=connect_timeout,
+            retry=retry or RetryPolicy(),
+            poll=poll or PollPolicy(),
+            wait_timeout=wait_timeout,
+            max_concurrent_creates=max_concurrent_creates,
+            max_credits=max_credits,
         )
-        auth: Auth
-        if api_key is not None:
-            auth = ApiKeyAuth(api_key)
-        elif client_id and client_secret:
-            auth = TokenAuth(client_id, client_secret, self._fetch_token)
-        else:
-            raise AkoolValueError(
-                f"no credentials: pass api_key=..., set ${API_KEY_ENV}, "
-                "or pass client_id and client_secret"
-            )
-        self._transport.auth = auth
-        self._poller = Poller(self._transport, poll or PollPolicy(), wait_timeout)
-        self._create_slots = asyncio.Semaphore(max_concurrent_creates)
-        self._closing = False
-        self._creates_in_flight = 0
-        self._creates_idle = asyncio.Event()
-        self._request_timeout = timeout
+        self.client_id = client_id
         self.max_concurrent_creates = max_concurrent_creates
-        self._budget = CreditBudget(max_credits)
-        self.models = AIModels(self)
-        self.image_to_video = ImageToVideo(self)
-        self.account = Account(self)
-        self.webhooks = Webhooks(self)
+        self.models = AIModels(self._core)
+        self.image_to_video = ImageToVideo(self._core)
+        self.account = Account(self._core)
+        self.webhooks = Webhooks(self._core)
 
     @property
     def base_url(self) -> str:
         """The API root requests go to."""
-        return self._transport.base_url
+        return self._core.transport.base_url
 
     @property
     def poller(self) -> Poller:
         """The shared poller (``client.poller.statistics()`` tells what it did)."""
-        return self._poller
+        return self._core.poller
 
     @property
     def closed(self) -> bool:
         """True after ``aclose()``."""
-        return self._transport.closed
+        return self._core.closed
 
     @property
     def max_credits(self) -> float | None:
         """The credit cap on this client's creates (``None``: no cap)."""
-        return self._budget.max_credits
+        return self._core.budget.max_credits
 
     @property
     def credits_charged(self) -> float:
@@ -161,7 +136,7 @@ class AkoolClient:
         The ``deduction_credit`` of every created video, plus the estimate of each create
         whose outcome is unknown (it may have been billed).
         """
-        return self._budget.charged
+        return self._core.budget.charged
 
     async def download(
         self, video: Video, path: str | os.PathLike[str], *, overwrite: bool = True
@@ -184,13 +159,7 @@ class AkoolClient:
             AkoolValueError: the video has no file yet (not completed).
             DownloadError: the file could not be saved whole; nothing was left behind.
         """
-        return await download_video(
-            self._transport.session(),
-            video,
-            Path(path),
-            retry=self._transport.retry,
-            overwrite=overwrite,
-        )
+        return await self._core.download(video, Path(path), overwrite=overwrite)
 
     @overload
     async def download_many(
@@ -240,11 +209,9 @@ class AkoolClient:
             AkoolValueError: a video has no file yet (checked before anything is fetched).
             DownloadError: a file could not be saved whole.
         """
-        results = await download_videos(
-            self._transport.session(),
+        results = await self._core.download_many(
             videos,
             Path(directory),
-            retry=self._transport.retry,
             concurrency=concurrency,
             overwrite=overwrite,
             return_exceptions=return_exceptions,
@@ -254,22 +221,22 @@ class AkoolClient:
         return [r for r in results if isinstance(r, Path)]
 
     def as_completed(
-        self, handles: Iterable[TaskHandle], *, timeout: float | _Default | None = DEFAULT
+        self, handles: Iterable[TaskHandle], *, timeout: TimeoutArg = USE_CLIENT_DEFAULT
     ) -> AsyncIterator[TaskHandle]:
         """Yield each handle as it finishes, in completion order (see ``wait_all``).
 
         Args:
             timeout: seconds for the whole iteration; ``None`` waits forever; by default
-                ``wait_timeout``. On timeout AkoolTimeoutError is raised; handles stay usable.
+                ``wait_timeout``. On timeout WaitTimeoutError is raised; handles stay usable.
         """
-        return as_completed(handles, timeout=timeout)
+        return as_completed(handles, timeout=resolve_timeout(timeout, self._core.wait_timeout))
 
     @overload
     async def wait_all(
         self,
         handles: Sequence[TaskHandle],
         *,
-        timeout: float | _Default | None = ...,
+        timeout: TimeoutArg = ...,
         return_exceptions: Literal[False] = ...,
     ) -> list[Video]: ...
     @overload
@@ -277,14 +244,14 @@ class AkoolClient:
         self,
         handles: Sequence[TaskHandle],
         *,
-        timeout: float | _Default | None = ...,
+        timeout: TimeoutArg = ...,
         return_exceptions: Literal[True],
     ) -> list[Video | AkoolError]: ...
     async def wait_all(
         self,
         handles: Sequence[TaskHandle],
         *,
-        timeout: float | _Default | None = DEFAULT,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
         return_exceptions: bool = False,
     ) -> list[Video] | list[Video | AkoolError]:
         """Wait for every handle and return the videos in the order given.
@@ -295,28 +262,15 @@ class AkoolClient:
                 the first one (in completion order).
 
         Raises:
-            AkoolTimeoutError: the timeout passed first; every handle stays usable.
+            WaitTimeoutError: the timeout passed first; every handle stays usable.
         """
+        seconds = resolve_timeout(timeout, self._core.wait_timeout)
         if return_exceptions:
-            return await wait_all(handles, timeout=timeout, return_exceptions=True)
-        return await wait_all(handles, timeout=timeout)
-
-    async def _fetch_token(self, client_id: str, client_secret: str) -> str:
-        envelope = await self._transport.request(
-            "POST",
-            TOKEN_PATH,
-            json={"clientId": client_id, "clientSecret": client_secret},
-            authenticated=False,
-        )
-        token = envelope.get("token")
-        if not isinstance(token, str) or not token:
-            raise AkoolResponseError(
-                "getToken answered without a token", method="POST", path=TOKEN_PATH
-            )
-        return token
+            return await wait_all(handles, timeout=seconds, return_exceptions=True)
+        return await wait_all(handles, timeout=seconds)
 
     async def __aenter__(self) -> AkoolClient:
-        self._transport.session()  # raises ClientClosedError when closed
+        self._core.open()  # raises ClientClosedError when closed
         return self
 
     async def __aexit__(
@@ -339,49 +293,23 @@ class AkoolClient:
 
         Idempotent. If the poller crashed, its exception is re-raised here.
         """
-        self._closing = True
-        try:
-            if self._creates_in_flight:
-                # A create already sent may have charged credits: wait for its answer (at most
-                # one request timeout) so its ids reach the caller instead of an abort.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._request_timeout):
-                        await self._creates_idle.wait()
-            await self._poller.aclose()
-        finally:
-            await self._transport.aclose()
-
-    async def _send_create(
-        self,
-        path: str,
-        body: dict[str, Any],
-        before_send: Callable[[Mapping[str, Any]], object] | None,
-    ) -> dict[str, Any]:
-        """Send one create under the create cap; aclose() waits for it to answer."""
-        async with self._create_slots:
-            if self._closing:
-                raise ClientClosedError("the client is closing: the create was not sent")
-            if before_send is not None:
-                before_send(body)
-            self._creates_in_flight += 1
-            self._creates_idle.clear()
-            try:
-                return await self._transport.request("POST", path, json=body, create=True)
-            finally:
-                self._creates_in_flight -= 1
-                if not self._creates_in_flight:
-                    self._creates_idle.set()
+        await self._core.aclose()
 
     def __repr__(self) -> str:
-        auth = "api_key" if isinstance(self._transport.auth, ApiKeyAuth) else "token"
+        auth = "api_key" if self._core.uses_api_key else "token"
         state = "closed" if self.closed else "open"
         return f"<AkoolClient base_url={self.base_url!r} auth={auth} {REDACTED} {state}>"
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        transport = getattr(self, "_transport", None)
-        if transport is not None and transport.opened:
+        core = getattr(self, "_core", None)
+        if core is not None and core.opened:
             _warn(
                 f"unclosed {self!r}: use 'async with AkoolClient()' or 'await client.aclose()'",
                 ResourceWarning,
                 source=self,
             )
+
+
+def client_core(client: AkoolClient) -> ClientCore:
+    """The core of ``client``: how the bulk runner and the CLI reach its budget and pipeline."""
+    return client._core

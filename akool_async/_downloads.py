@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import IO, Any, Final
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from ._errors import AkoolValueError, DownloadError
+from ._errors import AkoolConnectionError, AkoolValueError, DownloadError
 from ._models import Video, VideoStatus
-from ._transport import RetryPolicy, _retry_after
+from ._transport import BodyCutShortError, Transport
 
 logger = logging.getLogger("akool_async")
 
@@ -88,17 +86,6 @@ def _check_downloadable(video: Video) -> str:
     return video.video_url
 
 
-def _timeout(session: aiohttp.ClientSession, read_timeout: float) -> aiohttp.ClientTimeout:
-    """The session's connect timeouts, no total limit (files can be big), a read timeout.
-
-    A per-request timeout replaces the session's whole: the connect limits are carried over.
-    """
-    base = session.timeout
-    return aiohttp.ClientTimeout(
-        total=None, connect=base.connect, sock_connect=base.sock_connect, sock_read=read_timeout
-    )
-
-
 def remove_stale_parts(target: Path) -> int:
     """Delete temporary files a killed download of ``target`` left behind; return how many.
 
@@ -152,7 +139,7 @@ def _open_temp(target: Path) -> tuple[IO[bytes], Path]:
 
 
 async def _attempt(
-    session: aiohttp.ClientSession,
+    transport: Transport,
     url: str,
     target: Path,
     video_id: str,
@@ -168,7 +155,7 @@ async def _attempt(
         received = 0
         expected: int | None = None
         try:
-            async with session.get(url, timeout=_timeout(session, read_timeout)) as resp:
+            async with transport.stream(url, read_timeout=read_timeout) as resp:
                 if resp.status != 200:
                     message = f"download of video {video_id} answered HTTP {resp.status} ({where})"
                     if resp.status == 429 or resp.status >= 500:
@@ -177,14 +164,14 @@ async def _attempt(
                             video_id=video_id,
                             path=str(target),
                             http_status=resp.status,
-                            retry_after=_retry_after(resp.headers),
+                            retry_after=resp.retry_after,
                         )
                     raise DownloadError(
                         message, video_id=video_id, path=str(target), http_status=resp.status
                     )
                 expected = resp.content_length
                 buffer = bytearray()
-                async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                async for chunk in resp.iter_chunks(CHUNK_SIZE):
                     buffer += chunk
                     received += len(chunk)
                     if len(buffer) >= WRITE_BUFFER:
@@ -192,8 +179,7 @@ async def _attempt(
                         buffer.clear()
                 if buffer:
                     await asyncio.to_thread(_write, handle, bytes(buffer))
-        except aiohttp.ClientPayloadError as exc:
-            # aiohttp noticed the body ended before Content-Length said it would.
+        except BodyCutShortError as exc:
             raise _Retryable(
                 f"download of video {video_id} was cut short after {received} bytes ({where})",
                 video_id=video_id,
@@ -202,9 +188,10 @@ async def _attempt(
                 expected=expected,
                 received=received,
             ) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except AkoolConnectionError as exc:
             raise _Retryable(
-                f"download of video {video_id} failed: {type(exc).__name__} ({where})",
+                f"download of video {video_id} failed: {type(exc.__cause__ or exc).__name__} "
+                f"({where})",
                 video_id=video_id,
                 path=str(target),
                 received=received,
@@ -240,18 +227,18 @@ def _disk_error(video_id: str, target: Path, exc: OSError) -> DownloadError:
 
 
 async def download_url(
-    session: aiohttp.ClientSession,
+    transport: Transport,
     url: str,
     target: Path,
     *,
     video_id: str,
-    retry: RetryPolicy,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> int:
     """Save ``url`` at ``target`` atomically, retrying transient failures; return its size.
 
-    Retries follow ``retry`` like API reads do: exponential backoff with full jitter, at most
-    ``max_attempts`` attempts, none started after ``max_time``; a ``Retry-After`` is waited
+    Retries follow the client's retry policy like API reads do: exponential backoff with
+    full jitter, at most ``max_attempts`` attempts, none started after ``max_time``; a
+    ``Retry-After`` is waited
     in full, or the download gives up at once when it is longer than ``max_retry_after`` or
     the time left.
 
@@ -263,14 +250,14 @@ async def download_url(
     async def attempt() -> int:
         nonlocal attempts
         attempts += 1
-        return await _attempt(session, url, target, video_id, read_timeout)
+        return await _attempt(transport, url, target, video_id, read_timeout)
 
-    # Untimed: a large file may take longer than max_time to arrive, and still deserves a retry.
-    send = retry.wrap(
-        attempt, retry_on=_Retryable, what=f"download of video {video_id}", timed=False
-    )
     try:
-        return await send()
+        # Untimed: a large file may take longer than max_time to arrive, and still deserves
+        # a retry.
+        return await transport.with_retries(
+            attempt, retry_on=_Retryable, what=f"download of video {video_id}", timed=False
+        )
     except _Retryable as exc:
         raise DownloadError(
             f"{exc} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})",
@@ -283,11 +270,10 @@ async def download_url(
 
 
 async def download_video(
-    session: aiohttp.ClientSession,
+    transport: Transport,
     video: Video,
     path: Path,
     *,
-    retry: RetryPolicy,
     overwrite: bool,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> Path:
@@ -297,18 +283,15 @@ async def download_video(
     if exists and not overwrite:
         # Targets are only ever written by os.replace, so an existing one is whole.
         return target
-    await download_url(
-        session, url, target, video_id=video.id, retry=retry, read_timeout=read_timeout
-    )
+    await download_url(transport, url, target, video_id=video.id, read_timeout=read_timeout)
     return target
 
 
 async def download_videos(
-    session: aiohttp.ClientSession,
+    transport: Transport,
     videos: Iterable[Video],
     directory: Path,
     *,
-    retry: RetryPolicy,
     concurrency: int,
     overwrite: bool,
     return_exceptions: bool,
@@ -330,7 +313,7 @@ async def download_videos(
         async with limit:
             try:
                 return await download_video(
-                    session, video, default_path(video, directory), retry=retry, overwrite=overwrite
+                    transport, video, default_path(video, directory), overwrite=overwrite
                 )
             except Exception as exc:
                 if return_exceptions:

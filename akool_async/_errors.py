@@ -6,7 +6,8 @@ The hierarchy::
     ├── AkoolValueError (also ValueError)          bad input, raised before any request is sent
     ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
     ├── AkoolConnectionError                       the request never got an answer
-    │   └── AkoolTimeoutError (also TimeoutError)  a request or a wait ran out of time
+    │   └── AkoolTimeoutError (also TimeoutError)  a request ran out of time
+    ├── WaitTimeoutError (also TimeoutError)       a wait for a video ran out: it is still rendering
     ├── CreateOutcomeUnknownError                  a create was sent, its answer lost: NOT resent
     ├── BudgetExceededError                        the next create would pass max_credits: not sent
     ├── AkoolResponseError                         the answer did not fit the documented shape
@@ -56,22 +57,28 @@ class AkoolConnectionError(AkoolError):
 
 
 class AkoolTimeoutError(AkoolConnectionError, TimeoutError):
-    """A request or a wait ran out of time.
+    """A request ran out of time before its answer came."""
 
-    For a wait, ``video_id`` and ``last_status`` say which video and how far it got; the
-    video itself is unaffected and its handle can be awaited again.
+
+class WaitTimeoutError(AkoolError, TimeoutError):
+    """A wait for a video ran out of time; the video itself is unaffected.
+
+    Not a connection error: the video may simply still be rendering. Its handle stays usable
+    and can be awaited again.
+
+    Attributes:
+        video_id: the video waited for (None when the wait covered several videos).
+        last_status: the last status seen for it (None when unknown).
     """
 
     def __init__(
         self,
         message: str,
         *,
-        method: str | None = None,
-        path: str | None = None,
         video_id: str | None = None,
         last_status: VideoStatus | None = None,
     ) -> None:
-        super().__init__(message, method=method, path=path)
+        super().__init__(message)
         self.video_id = video_id
         self.last_status = last_status
 

@@ -1,10 +1,11 @@
-"""Bulk generation: ``generate_many``, ``as_completed``, ``wait_all`` and the progress record.
+"""``generate_many``: many videos from many requests, and the progress record.
 
 ``generate_many`` splits each request's ``count`` into batch calls of at most 10 (or the
-model's ``max_count``), runs them under the client's create cap, and hands out each
-``TaskHandle`` the moment its batch answers. Nothing is dropped: every create that failed,
-wholly or in part, is kept in ``Generation.failures`` with its request, and a create already
-sent when the caller stops iterating still finishes into ``Generation.handles``.
+model's ``max_count``), sends them through the client's create pipeline (one ``CreateRun``),
+and hands out each ``TaskHandle`` the moment its batch answers. Nothing is dropped: every
+create that failed, wholly or in part, is kept in ``Generation.failures`` with its request,
+and a create already sent when the caller stops iterating still finishes into
+``Generation.handles``.
 """
 
 from __future__ import annotations
@@ -18,37 +19,20 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Iterable,
-    Sequence,
 )
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._errors import (
-    AkoolError,
-    AkoolTimeoutError,
-    AkoolValueError,
-    AuthenticationError,
-    BudgetExceededError,
-    CreateOutcomeUnknownError,
-    InsufficientCreditsError,
-    PermissionDeniedError,
-)
-from ._models import Video, VideoRequest, VideoStatus, check_seconds, plan_batches
-from ._polling import DEFAULT, TaskHandle, _Default
+from ._creates import CreateObserver, CreateOutcome, CreateState, plan_batches
+from ._errors import AkoolError, AkoolValueError
+from ._models import VideoRequest, VideoStatus
+from ._polling import TaskHandle
 
 if TYPE_CHECKING:
-    from ._client import AkoolClient
+    from ._core import ClientCore
 
 logger = logging.getLogger("akool_async")
-
-#: After one of these, no further create can succeed: the rest are recorded, not sent.
-_STOPS_ALL = (
-    AuthenticationError,
-    BudgetExceededError,
-    InsufficientCreditsError,
-    PermissionDeniedError,
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +106,7 @@ class CreateFailure:
 ProgressCallback = Callable[[Progress], object]
 
 
-class Generation:
+class Generation(CreateObserver[None]):
     """A running ``generate_many``: iterate it for handles as they are created.
 
     ``async for handle in generation`` yields each ``TaskHandle`` as soon as its batch call
@@ -132,11 +116,11 @@ class Generation:
 
     def __init__(
         self,
-        client: AkoolClient,
+        core: ClientCore,
         requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
         on_progress: ProgressCallback | None,
     ) -> None:
-        self._client = client
+        self._core = core
         self._requests = requests
         self._on_progress = on_progress
         self._started = False
@@ -144,12 +128,10 @@ class Generation:
         self._credits = 0.0
         self.handles: list[TaskHandle] = []
         self.failures: list[CreateFailure] = []
-        self._stop: AkoolError | None = None
         self._notify_scheduled = False
         self._created_all = False
-        self._stopping = False
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._bug: BaseException | None = None
+        self._run = core.creates.run([self])
+        self._out: asyncio.Queue[Any] = asyncio.Queue()
         # Weak: a strong reference would keep Python from finalizing the iterator after a
         # `break`, and so from stopping the creates.
         self._iterator: weakref.ref[AsyncGenerator[TaskHandle, None]] | None = None
@@ -168,7 +150,7 @@ class Generation:
         if self._started:
             raise RuntimeError("a Generation runs once; call generate_many() again")
         self._started = True
-        iterator = self._run()
+        iterator = self._iterate()
         self._iterator = weakref.ref(iterator)
         return iterator
 
@@ -216,7 +198,7 @@ class Generation:
             )
         self._total += request.count
         try:
-            model = self._client.models.check(request.model_name)
+            model = self._core.catalog.check(request.model_name)
         except AkoolValueError as exc:
             # One bad request (e.g. an unknown model) must not stop the others.
             self.failures.append(CreateFailure(request=request, count=request.count, error=exc))
@@ -224,53 +206,29 @@ class Generation:
         max_count = None if model is None else model.max_count
         return [(request, size) for size in plan_batches(request.count, max_count)]
 
-    def _refuse_if_stopping(self, body: object) -> None:
-        # Runs inside the client's create slot, right before the request is written: a create
-        # queued when the caller left is never sent.
-        if self._stopping:
-            raise _Stopped
-
-    async def _create(self, request: VideoRequest, count: int, out: asyncio.Queue[Any]) -> None:
-        if self._stop is not None:
-            self.failures.append(CreateFailure(request=request, count=count, error=self._stop))
-            return
-        handles: tuple[TaskHandle, ...] = ()
-        try:
-            batch = await self._client.image_to_video.create_from(
-                request, count, before_send=self._refuse_if_stopping
-            )
-        except _Stopped:
-            return  # not sent: the caller left before this create's turn
-        except CreateOutcomeUnknownError as exc:
-            logger.warning("create of %d video(s) has an unknown outcome: %s", count, exc)
-            # Ids a partly unreadable answer did name are real, paid videos: follow them.
-            handles = tuple(
-                self._client.poller.track(
-                    video_id, webhook=request.webhook_url is not None, request=request
-                )
-                for video_id in exc.video_ids
-            )
-            if len(handles) < count:
-                self.failures.append(
-                    CreateFailure(request=request, count=count - len(handles), error=exc)
-                )
-        except AkoolError as exc:
-            logger.warning("create of %d video(s) failed: %s", count, exc)
-            self.failures.append(CreateFailure(request=request, count=count, error=exc))
-            if isinstance(exc, _STOPS_ALL):
-                self._stop = exc
-        else:
-            self._credits += batch.deduction_credit
-            handles = batch.handles
-            if batch.errors or len(batch.handles) < count:
+    def create_finished(self, outcome: CreateOutcome[None]) -> None:
+        """Record one create's handles and failures (called by the create run)."""
+        request, count = outcome.request, outcome.count
+        if outcome.state is CreateState.NOT_SENT:
+            if outcome.error is None:
+                return  # not sent: the caller left before this create's turn
+            self.failures.append(CreateFailure(request=request, count=count, error=outcome.error))
+        elif outcome.state is CreateState.CREATED:
+            assert outcome.batch is not None
+            self._credits += outcome.batch.deduction_credit
+            if outcome.batch.errors or outcome.missing:
                 self.failures.append(
                     CreateFailure(
-                        request=request, count=count - len(batch.handles), items=batch.errors
+                        request=request, count=outcome.missing, items=outcome.batch.errors
                     )
                 )
-        for handle in handles:
+        elif outcome.missing:  # refused, or unknown beyond the ids its answer named
+            self.failures.append(
+                CreateFailure(request=request, count=outcome.missing, error=outcome.error)
+            )
+        for handle in outcome.handles:
             self.handles.append(handle)
-            out.put_nowait(handle)
+            self._out.put_nowait(handle)
         self._schedule_progress()
 
     async def aclose(self) -> None:
@@ -284,17 +242,16 @@ class Generation:
             await iterator.aclose()
         self._started = True
 
-    async def _run(self) -> AsyncGenerator[TaskHandle, None]:
-        out: asyncio.Queue[Any] = asyncio.Queue()
+    async def _iterate(self) -> AsyncGenerator[TaskHandle, None]:
         if self._on_progress is not None:
             # Stays subscribed after creation ends, until every video finished (see _report).
-            self._unsubscribe = self._client.poller.subscribe(self._schedule_progress)
-        reader = asyncio.create_task(self._read(out), name="akool-async-generate")
+            self._unsubscribe = self._core.poller.subscribe(self._schedule_progress)
+        reader = asyncio.create_task(self._read(), name="akool-async-generate")
         # Retrieved here so an error nobody awaits (the caller left) is not logged by asyncio.
         reader.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             while True:
-                item = await out.get()
+                item = await self._out.get()
                 if item is _DONE:
                     break
                 yield item
@@ -305,150 +262,31 @@ class Generation:
         finally:
             if not self._created_all:
                 self._unsubscribe()
-            if not reader.done() or self._in_flight:
+            if not reader.done() or self._run.in_flight:
                 # The caller left early (break, cancel, timeout). Reading their requests has
                 # no effect at AKOOL, so it stops at once; creates already sent may have
                 # charged credits, so they finish (shielded) and land in self.handles.
-                self._stopping = True
+                self._run.stop()
                 reader.cancel()
-                if self._in_flight:
-                    await asyncio.shield(asyncio.wait(set(self._in_flight)))
+                if self._run.in_flight:
+                    await asyncio.shield(self._run.wait_idle())
 
-    async def _read(self, out: asyncio.Queue[Any]) -> None:
+    async def _read(self) -> None:
         error: Exception | None = None
-        # No more creates in flight than the client's cap: memory stays proportional to it,
-        # and after a stopping error (credits, auth) no queued create is left to send.
-        slots = asyncio.Semaphore(self._client.max_concurrent_creates)
-
-        def finished(task: asyncio.Task[None]) -> None:
-            self._in_flight.discard(task)
-            slots.release()
-            if not task.cancelled() and task.exception() is not None:
-                self._bug = self._bug or task.exception()
-
         try:
             try:
+                # submit() waits for a create slot: no more creates in flight than the
+                # client's cap, so memory stays proportional to it.
                 async for request, count in self._jobs():
-                    await slots.acquire()
-                    if self._stopping:
-                        break
-                    task = asyncio.create_task(self._create(request, count, out))
-                    self._in_flight.add(task)
-                    task.add_done_callback(finished)
+                    await self._run.submit(request, count, None)
             except Exception as exc:
                 # The caller's iterable failed: stop reading; creates in flight still finish.
                 error = exc
-            if self._in_flight:
-                # asyncio.wait, not gather: if this task is cancelled the creates go on.
-                await asyncio.wait(set(self._in_flight))
-            if self._bug is not None:
-                raise self._bug
+            await self._run.join()
             if error is not None:
                 raise error
         finally:
-            out.put_nowait(_DONE)
-
-
-class _Stopped(Exception):
-    """The caller stopped the generation before this create was sent."""
+            self._out.put_nowait(_DONE)
 
 
 _DONE = object()
-
-
-async def as_completed(
-    handles: Iterable[TaskHandle], *, timeout: float | _Default | None = DEFAULT
-) -> AsyncIterator[TaskHandle]:
-    """Yield each handle as it finishes (status 3 or 4, or an error), in completion order.
-
-    Args:
-        timeout: seconds for the whole iteration; ``None`` waits forever; by default the
-            client's ``wait_timeout``.
-
-    Raises:
-        AkoolTimeoutError: the timeout passed with handles still pending (they stay usable).
-    """
-    pending = list(handles)
-    if not pending:
-        return
-    seconds = pending[0]._poller.wait_timeout if isinstance(timeout, _Default) else timeout
-    if seconds is not None:
-        check_seconds("timeout", seconds)
-    loop = asyncio.get_running_loop()
-    deadline = None if seconds is None else loop.time() + seconds
-    finished: asyncio.Queue[TaskHandle] = asyncio.Queue()
-    callbacks = []
-    for handle in pending:
-
-        def done(_: object, handle: TaskHandle = handle) -> None:
-            finished.put_nowait(handle)
-
-        handle._entry.future.add_done_callback(done)
-        callbacks.append((handle, done))
-    try:
-        for remaining in range(len(pending), 0, -1):
-            if not finished.empty():
-                # Many handles finish in one poller tick: no deadline timer needed for those.
-                yield finished.get_nowait()
-                continue
-            try:
-                left = None if deadline is None else max(0.0, deadline - loop.time())
-                async with asyncio.timeout(left):
-                    handle = await finished.get()
-            except TimeoutError:
-                raise AkoolTimeoutError(
-                    f"{remaining} of {len(pending)} videos not finished after {seconds}s; "
-                    "they are still tracked, wait again"
-                ) from None
-            yield handle
-    finally:
-        for handle, done in callbacks:
-            handle._entry.future.remove_done_callback(done)
-
-
-@overload
-async def wait_all(
-    handles: Sequence[TaskHandle],
-    *,
-    timeout: float | _Default | None = ...,
-    return_exceptions: Literal[False] = ...,
-) -> list[Video]: ...
-@overload
-async def wait_all(
-    handles: Sequence[TaskHandle],
-    *,
-    timeout: float | _Default | None = ...,
-    return_exceptions: Literal[True],
-) -> list[Video | AkoolError]: ...
-async def wait_all(
-    handles: Sequence[TaskHandle],
-    *,
-    timeout: float | _Default | None = DEFAULT,
-    return_exceptions: bool = False,
-) -> list[Video] | list[Video | AkoolError]:
-    """Wait for every handle; return the videos in the order of ``handles``.
-
-    Args:
-        timeout: seconds for all of them together; ``None`` waits forever.
-        return_exceptions: put each handle's error (e.g. VideoFailedError) in the list
-            instead of raising the first one.
-
-    Raises:
-        AkoolTimeoutError: the timeout passed first; every handle stays usable.
-        AkoolError: the first failure in completion order, unless ``return_exceptions``.
-    """
-    async for handle in as_completed(handles, timeout=timeout):
-        if not return_exceptions:
-            handle.result_nowait()  # raises this handle's error
-    if not return_exceptions:
-        return [h.result_nowait() for h in handles]
-    out: list[Video | AkoolError] = []
-    for handle in handles:
-        error = handle._entry.future.exception()
-        if error is None:
-            out.append(handle.result_nowait())
-        elif isinstance(error, AkoolError):
-            out.append(error)
-        else:
-            raise error
-    return out

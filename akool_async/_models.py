@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar
+from typing import Any, Final, TypeGuard, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -19,9 +19,6 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ._constants import MAX_BATCH_COUNT, VIDEO_RETENTION_SECONDS
 from ._errors import AkoolResponseError, AkoolValueError
-
-if TYPE_CHECKING:
-    from ._polling import TaskHandle
 
 _T = TypeVar("_T")
 
@@ -115,31 +112,6 @@ class Video:
 
 
 @attrs.frozen(kw_only=True)
-class Batch:
-    """What one batch create made.
-
-    Attributes:
-        handles: one awaitable ``TaskHandle`` per created video, in ``successList`` order.
-        videos: the ``successList`` items as ``Video`` records.
-        errors: the ``errorList`` items, raw (their shape is undocumented): a batch can
-            partly succeed.
-        batch_id: AKOOL's batch id, when given.
-        deduction_credit: credits charged for the created videos (sum).
-    """
-
-    handles: tuple[TaskHandle, ...]
-    videos: tuple[Video, ...]
-    errors: tuple[Mapping[str, Any], ...] = ()
-    batch_id: str | None = None
-    deduction_credit: float = 0.0
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        """The created video ids."""
-        return tuple(v.id for v in self.videos)
-
-
-@attrs.frozen(kw_only=True)
 class DeleteResult:
     """The answer of ``delete``: ids deleted, and the ones refused with AKOOL's reason."""
 
@@ -219,13 +191,6 @@ def _opt_bool(_: object, a: attrs.Attribute[Any], value: object) -> None:
 def _positive_int(_: object, a: attrs.Attribute[Any], value: object) -> None:
     if not is_int(value) or value < 1:
         raise _fail(a.name, f"must be a positive integer, got {value!r:.80}")
-
-
-def plan_batches(count: int, max_count: int | None = None) -> list[int]:
-    """Split ``count`` videos into batch sizes of at most 10 (or the model's ``max_count``)."""
-    cap = MAX_BATCH_COUNT if max_count is None else max(1, min(MAX_BATCH_COUNT, max_count))
-    full, rest = divmod(count, cap)
-    return [cap] * full + ([rest] if rest else [])
 
 
 @attrs.frozen(kw_only=True)

@@ -21,24 +21,18 @@ from typing import Any, Final
 
 import attrs
 
-from ._constants import (
-    DEFAULT_MAX_IDS_PER_POLL,
-    DEFAULT_MAX_POLL_INTERVAL,
-    DEFAULT_MISSING_POLLS,
-    DEFAULT_POLL_INTERVAL,
-)
 from ._errors import (
     AkoolAPIError,
     AkoolConnectionError,
     AkoolError,
     AkoolResponseError,
-    AkoolTimeoutError,
     AuthenticationError,
     ClientClosedError,
     NotFoundError,
     RateLimitError,
     UpstreamError,
     VideoFailedError,
+    WaitTimeoutError,
 )
 from ._models import (
     STATUS_BY_VALUE,
@@ -48,7 +42,8 @@ from ._models import (
     check_seconds,
     structure,
 )
-from ._transport import Transport
+from ._settings import USE_CLIENT_DEFAULT, PollPolicy, TimeoutArg, resolve_timeout
+from ._transport import RetryDetails, Transport
 
 logger = logging.getLogger("akool_async")
 
@@ -58,70 +53,6 @@ _EARLY_NEWS_LIMIT: Final = 1024
 _IN_PROGRESS: Final = frozenset({VideoStatus.QUEUEING.value, VideoStatus.PROCESSING.value})
 #: Errors after which the ids stay pending and polling backs off.
 _TRANSIENT: Final = (AkoolConnectionError, UpstreamError, RateLimitError, AkoolResponseError)
-
-
-class _Default:
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-#: Marks "use the client's default wait timeout"; ``None`` means wait forever.
-DEFAULT: Final = _Default()
-
-
-@attrs.frozen(kw_only=True)
-class PollPolicy:
-    """How the shared poller schedules ``resultsByIds`` calls.
-
-    An id is first polled ``initial_delay`` seconds after it is tracked, then after
-    ``interval``, growing by ``multiplier`` per poll up to ``max_interval`` (ids are checked
-    less often as they age). Ids due within half an ``interval`` of a tick join it, so ids
-    created close together share requests. A rate limit (code 1005, HTTP 429) multiplies every
-    delay by up to ``max_slowdown`` and honours ``Retry-After``; each clean tick halves the
-    slowdown again.
-
-    Attributes:
-        max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
-        max_concurrent_requests: results calls in flight at once within one tick (10: with
-            AKOOL's round trip, 10,000 pending ids = 200 calls must fit in one interval).
-        missing_polls: consecutive answers an id may be missing from before NotFoundError.
-        jitter: each sleep is shortened by up to this fraction, so clients do not synchronise.
-    """
-
-    initial_delay: float = attrs.field(
-        default=DEFAULT_POLL_INTERVAL, validator=attrs.validators.ge(0)
-    )
-    interval: float = attrs.field(default=DEFAULT_POLL_INTERVAL, validator=attrs.validators.gt(0))
-    max_interval: float = attrs.field(
-        default=DEFAULT_MAX_POLL_INTERVAL, validator=attrs.validators.gt(0)
-    )
-    multiplier: float = attrs.field(default=1.5, validator=attrs.validators.ge(1))
-    jitter: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
-    max_ids_per_request: int = attrs.field(
-        default=DEFAULT_MAX_IDS_PER_POLL, validator=attrs.validators.ge(1)
-    )
-    max_concurrent_requests: int = attrs.field(default=10, validator=attrs.validators.ge(1))
-    missing_polls: int = attrs.field(
-        default=DEFAULT_MISSING_POLLS, validator=attrs.validators.ge(0)
-    )
-    max_slowdown: float = attrs.field(default=8.0, validator=attrs.validators.ge(1))
-    webhook_interval: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
-
-    def delay(self, polls: int, *, webhook: bool = False) -> float:
-        """Seconds until the next poll of an id already polled ``polls`` times.
-
-        Ids created with a ``webhook_url`` are polled at most every ``webhook_interval``:
-        the webhook is the fast path, polling only the backstop for lost deliveries.
-        """
-        if polls <= 0:
-            delay = self.initial_delay
-        else:
-            try:
-                grown = self.interval * self.multiplier ** (polls - 1)
-            except OverflowError:  # a very old id, or a very large multiplier
-                grown = math.inf
-            delay = min(self.max_interval, grown)
-        return max(delay, self.webhook_interval) if webhook else delay
 
 
 @attrs.frozen(kw_only=True)
@@ -209,6 +140,28 @@ class TaskHandle:
         """True once the video completed or failed, or the handle failed with an error."""
         return self._entry.future.done()
 
+    def add_done_callback(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback()`` once the handle is done; returns a function that cancels it."""
+
+        def done(_: object) -> None:
+            callback()
+
+        future = self._entry.future
+        future.add_done_callback(done)
+
+        def cancel() -> None:
+            future.remove_done_callback(done)
+
+        return cancel
+
+    def exception_nowait(self) -> BaseException | None:
+        """The error a wait would raise, or None for a completed video.
+
+        Raises:
+            asyncio.InvalidStateError: the video is not finished yet.
+        """
+        return self._entry.future.exception()
+
     def result_nowait(self) -> Video:
         """The finished ``Video`` without waiting.
 
@@ -218,7 +171,7 @@ class TaskHandle:
         """
         return self._entry.future.result()
 
-    async def wait(self, timeout: float | _Default | None = DEFAULT) -> Video:
+    async def wait(self, timeout: TimeoutArg = USE_CLIENT_DEFAULT) -> Video:
         """Wait for the video to finish.
 
         Args:
@@ -230,11 +183,11 @@ class TaskHandle:
 
         Raises:
             VideoFailedError: the video ended with status 4.
-            AkoolTimeoutError: ``timeout`` passed first; the handle stays usable.
+            WaitTimeoutError: ``timeout`` passed first; the handle stays usable.
             NotFoundError: AKOOL stopped reporting the id.
             ClientClosedError: the client was closed while waiting.
         """
-        seconds = self._poller.wait_timeout if isinstance(timeout, _Default) else timeout
+        seconds = resolve_timeout(timeout, self._poller.wait_timeout)
         if seconds is not None:
             check_seconds("timeout", seconds)
         future = self._entry.future
@@ -249,7 +202,7 @@ class TaskHandle:
             if not deadline.expired():
                 raise
             status = self._entry.status
-            raise AkoolTimeoutError(
+            raise WaitTimeoutError(
                 f"video {self.id} not finished after {seconds}s (last status: "
                 f"{status.name if status else 'unknown'}); it is still tracked, wait again",
                 video_id=self.id,
@@ -284,9 +237,16 @@ class Poller:
     """The one background task per client that polls every pending id together."""
 
     def __init__(
-        self, transport: Transport, policy: PollPolicy, wait_timeout: float | None
+        self,
+        transport: Transport,
+        policy: PollPolicy,
+        wait_timeout: float | None,
+        *,
+        max_pause: float,
     ) -> None:
+        """Poll through ``transport``; a rate limit pauses polling for at most ``max_pause`` s."""
         self._transport = transport
+        self._max_pause = max_pause
         self.policy = policy
         self.wait_timeout = wait_timeout
         self._entries: dict[str, _Entry] = {}
@@ -307,6 +267,7 @@ class Poller:
         self._rate_limited = 0
         self._listeners: list[Callable[[], None]] = []
         self._early: dict[str, Video] = {}
+        transport.subscribe_retries(self._on_retry)
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after each batch of status changes; returns an unsubscribe."""
@@ -522,7 +483,6 @@ class Poller:
                     RESULTS_PATH,
                     # One comma-separated string, not a list (akool-api.md §3).
                     json={"_ids": ",".join([e.id for e in chunk])},
-                    on_retry=self._note_retry,
                 )
                 items = result_items(envelope)
             except AkoolError as exc:
@@ -614,6 +574,11 @@ class Poller:
         if entries:
             self._notify()
 
+    def _on_retry(self, details: RetryDetails) -> None:
+        # A rate limit on a results call slows the whole poller down, not just that call.
+        if details.path == RESULTS_PATH:
+            self._note_retry(details.error)
+
     def _note_retry(self, exc: BaseException) -> None:
         if isinstance(exc, RateLimitError):
             self._rate_limited += 1
@@ -621,7 +586,7 @@ class Poller:
             wait = exc.retry_after if exc.retry_after is not None else self.policy.interval
             # Never sit through more than the transport would: a Retry-After of hours (or
             # inf) would otherwise stop polling for every handle, silently.
-            wait = min(wait, self._transport.retry.max_retry_after)
+            wait = min(wait, self._max_pause)
             self._not_before = max(
                 self._not_before, asyncio.get_running_loop().time() + wait * self._slowdown
             )

@@ -8,13 +8,14 @@ certainly did not act (connection never made, HTTP 429, code 1005) and otherwise
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json as jsonlib
 import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -36,6 +37,7 @@ from ._errors import (
     error_class_for_code,
     error_class_for_http_status,
 )
+from ._settings import RetryPolicy
 
 logger = logging.getLogger("akool_async")
 _T = TypeVar("_T")
@@ -45,103 +47,100 @@ _USER_AGENT = "akool-async/0.1.0"
 
 
 @attrs.frozen(kw_only=True)
-class RetryPolicy:
-    """When and how long to retry a failed request (stamina's policy, built on ``backoff``).
-
-    Exponential backoff with full jitter, capped by attempts AND total time. A server-given
-    ``Retry-After`` is honoured as a minimum wait; one longer than ``max_retry_after`` is not
-    waited for: the error is raised with ``retry_after`` set.
+class RetryDetails:
+    """One retry about to happen, as observers of the transport see it (stamina's record).
 
     Attributes:
-        max_attempts: attempts in total, the first included (1 disables retries).
-        max_time: seconds after the first attempt past which no new attempt starts.
-        initial_wait: the first backoff step in seconds; each next step doubles, up to ``max_wait``.
-        max_wait: the cap on one backoff step.
-        max_retry_after: the longest server-requested wait the SDK sits through.
+        what: the operation, e.g. ``"POST /api/open/v4/image2Video/resultsByIds"``.
+        path: the API path (None for a download).
+        attempt: the attempt that failed, from 1.
+        wait: seconds until the next attempt.
+        error: why the attempt failed.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    max_time: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
-    initial_wait: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
-    max_wait: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
-    max_retry_after: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
+    what: str
+    path: str | None
+    attempt: int
+    wait: float
+    error: BaseException
 
-    @classmethod
-    def disabled(cls) -> RetryPolicy:
-        """Never retry."""
-        return cls(max_attempts=1)
 
-    @classmethod
-    def fast(cls, max_attempts: int = 4) -> RetryPolicy:
-        """Retry with near-zero waits: for tests against the fake server."""
-        return cls(max_attempts=max_attempts, initial_wait=0.001, max_wait=0.01, max_time=30.0)
+RetryObserver = Callable[[RetryDetails], None]
 
-    def wrap(
-        self,
-        func: Callable[..., Awaitable[_T]],
-        *,
-        retry_on: type[Exception],
-        what: str,
-        retryable: Callable[[BaseException], bool] = lambda _: True,
-        on_retry: Callable[[BaseException], None] | None = None,
-        timed: bool = True,
-    ) -> Callable[..., Awaitable[_T]]:
-        """``func`` run under this policy; wrap it right before the call (the clock starts here).
 
-        Args:
-            retry_on: the exceptions that may be retried at all.
-            what: names the operation in the WARNING logged before each retry.
-            retryable: whether one such exception may be retried.
-            on_retry: called with the cause before each retry.
-            timed: cap the attempts by ``max_time`` too; off for work whose own length is
-                unbounded (a large download), which ``max_attempts`` alone caps.
-        """
-        started = time.monotonic()
-        max_time = self.max_time if timed else math.inf
+def _waits(policy: RetryPolicy) -> Generator[float | None, BaseException, None]:
+    # backoff primes the generator with send(None), then sends each exception in.
+    exc = yield None
+    attempt = 0
+    while True:
+        wait = random.uniform(0, policy.backoff_step(attempt))
+        attempt += 1
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            wait = max(wait, float(retry_after))
+        exc = yield wait
 
-        def give_up(exc: BaseException) -> bool:
-            if not retryable(exc):
-                return True
-            # backoff cuts each sleep to what is left of max_time, which would resend before
-            # the server's Retry-After: give up instead when the wait does not fit the budget.
-            retry_after = getattr(exc, "retry_after", None) or 0.0
-            left = max_time - (time.monotonic() - started)
-            return bool(retry_after > min(self.max_retry_after, left))
 
-        def on_backoff(details: Any) -> None:
-            logger.warning(
-                "retrying %s (attempt %d failed, waiting %.2fs): %s",
-                what,
-                details["tries"],
-                details["wait"],
-                details["exception"],
-            )
-            if on_retry is not None:
-                on_retry(details["exception"])
+def _with_retries(
+    policy: RetryPolicy,
+    func: Callable[..., Awaitable[_T]],
+    *,
+    retry_on: type[Exception],
+    what: str,
+    path: str | None,
+    retryable: Callable[[BaseException], bool],
+    observers: list[RetryObserver],
+    timed: bool,
+) -> Callable[..., Awaitable[_T]]:
+    """``func`` run under ``policy``; wrap it right before the call (the clock starts here)."""
+    started = time.monotonic()
+    max_time = policy.max_time if timed else math.inf
 
-        return backoff.on_exception(
-            self._waits,  # type: ignore[arg-type]  # backoff's stubs ignore send()-driven gens
-            retry_on,
-            max_tries=self.max_attempts,
-            max_time=max_time if timed else None,
-            jitter=None,
-            giveup=give_up,
-            on_backoff=on_backoff,
-            logger=None,
-        )(func)
+    def give_up(exc: BaseException) -> bool:
+        if not retryable(exc):
+            return True
+        # backoff cuts each sleep to what is left of max_time, which would resend before
+        # the server's Retry-After: give up instead when the wait does not fit the budget.
+        retry_after = getattr(exc, "retry_after", None) or 0.0
+        left = max_time - (time.monotonic() - started)
+        return bool(retry_after > min(policy.max_retry_after, left))
 
-    def _waits(self) -> Generator[float | None, BaseException, None]:
-        # backoff primes the generator with send(None), then sends each exception in.
-        exc = yield None
-        attempt = 0
-        while True:
-            step = min(self.max_wait, self.initial_wait * 2**attempt)
-            attempt += 1
-            wait = random.uniform(0, step)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                wait = max(wait, float(retry_after))
-            exc = yield wait
+    def on_backoff(details: Any) -> None:
+        logger.warning(
+            "retrying %s (attempt %d failed, waiting %.2fs): %s",
+            what,
+            details["tries"],
+            details["wait"],
+            details["exception"],
+        )
+        event = RetryDetails(
+            what=what,
+            path=path,
+            attempt=details["tries"],
+            wait=details["wait"],
+            error=details["exception"],
+        )
+        for observer in list(observers):
+            try:
+                observer(event)
+            except Exception:
+                # An observer's bug must not turn a retry into a failed request.
+                logger.exception("a retry observer raised")
+
+    def waits() -> Any:
+        # backoff drives the generator with send(); its stubs only know plain generators.
+        return _waits(policy)
+
+    return backoff.on_exception(
+        waits,
+        retry_on,
+        max_tries=policy.max_attempts,
+        max_time=max_time if timed else None,
+        jitter=None,
+        giveup=give_up,
+        on_backoff=on_backoff,
+        logger=None,
+    )(func)
 
 
 class _NotSent(AkoolConnectionError):
@@ -180,6 +179,52 @@ def _create_may_retry(exc: BaseException) -> bool:
     return isinstance(exc, (_NotSent, RateLimitError))
 
 
+class BodyCutShortError(AkoolConnectionError):
+    """A streamed body ended before the length its ``Content-Length`` announced."""
+
+
+@contextlib.contextmanager
+def _mapped_errors(method: str, path: str | None) -> Iterator[None]:
+    """Turn aiohttp's failures while streaming into ours (connection errors only)."""
+    where = f" ({method} {path})" if path else ""
+    try:
+        yield
+    except aiohttp.ClientPayloadError as exc:
+        raise BodyCutShortError(
+            f"the body was cut short: {type(exc).__name__}{where}", method=method, path=path
+        ) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise AkoolTimeoutError(f"timed out{where}", method=method, path=path) from exc
+    except aiohttp.ClientError as exc:
+        raise AkoolConnectionError(
+            f"connection failed: {type(exc).__name__}{where}", method=method, path=path
+        ) from exc
+
+
+class StreamedResponse:
+    """An answer whose body is read piece by piece (see ``Transport.stream``)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        #: The HTTP status code.
+        self.status = response.status
+        #: The announced body length, when given.
+        self.content_length = response.content_length
+        #: Seconds the server asked to wait (``Retry-After``), if any.
+        self.retry_after = _retry_after(response.headers)
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        """The body in chunks of at most ``size`` bytes; errors mapped as ``stream`` says."""
+        chunks = self._response.content.iter_chunked(size)
+        while True:
+            with _mapped_errors("GET", None):
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+            yield chunk
+
+
 class Transport:
     """Owns the ``aiohttp.ClientSession`` and turns every answer into data or a typed error."""
 
@@ -197,6 +242,7 @@ class Transport:
         self.retry = retry
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._retry_observers: list[RetryObserver] = []
         self.closed = False
 
     @property
@@ -214,11 +260,68 @@ class Transport:
             )
         return self._session
 
+    def open(self) -> None:
+        """Create the session now; ClientClosedError after ``aclose()``."""
+        self.session()
+
     async def aclose(self) -> None:
         """Close the session. Idempotent."""
         self.closed = True
         if self._session is not None:
             await self._session.close()
+
+    def subscribe_retries(self, observer: RetryObserver) -> Callable[[], None]:
+        """Call ``observer`` with a ``RetryDetails`` before every retry; returns an unsubscribe."""
+        self._retry_observers.append(observer)
+        return lambda: self._retry_observers.remove(observer)
+
+    async def with_retries(
+        self,
+        func: Callable[[], Awaitable[_T]],
+        *,
+        retry_on: type[Exception],
+        what: str,
+        timed: bool = True,
+    ) -> _T:
+        """Run ``func`` under the retry policy, retrying ``retry_on`` failures.
+
+        Args:
+            what: names the operation in the WARNING logged before each retry.
+            timed: cap the attempts by ``max_time`` too; off for work whose own length is
+                unbounded (a large download), which ``max_attempts`` alone caps.
+        """
+        send = _with_retries(
+            self.retry,
+            func,
+            retry_on=retry_on,
+            what=what,
+            path=None,
+            retryable=lambda _: True,
+            observers=self._retry_observers,
+            timed=timed,
+        )
+        return await send()
+
+    @contextlib.asynccontextmanager
+    async def stream(self, url: str, *, read_timeout: float) -> AsyncIterator[StreamedResponse]:
+        """GET ``url`` (any host, no API credentials) and stream its body.
+
+        No total time limit (files can be big); the connect timeouts of the client and a
+        ``read_timeout`` between bytes apply.
+
+        Raises:
+            AkoolConnectionError: no answer, or the connection broke while reading.
+            AkoolTimeoutError: the connection or a read timed out.
+            BodyCutShortError: the body ended before its ``Content-Length``.
+        """
+        session = self.session()
+        base = session.timeout
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=base.connect, sock_connect=base.sock_connect, sock_read=read_timeout
+        )
+        with _mapped_errors("GET", None):
+            async with session.get(url, timeout=timeout) as resp:
+                yield StreamedResponse(resp)
 
     async def request(
         self,
@@ -229,14 +332,12 @@ class Transport:
         params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
         create: bool = False,
         authenticated: bool = True,
-        on_retry: Callable[[BaseException], None] | None = None,
     ) -> dict[str, Any]:
         """Send one API request and return its success envelope (``code == 1000``).
 
         Args:
             create: the request creates videos (costs credits): it is retried only when AKOOL
                 certainly did not act, and an ambiguous failure raises CreateOutcomeUnknownError.
-            on_retry: called with the cause before each retry (the poller slows down on 429/1005).
 
         Raises:
             AkoolAPIError: a subclass per family for a non-1000 code or a non-2xx status.
@@ -244,12 +345,15 @@ class Transport:
             AkoolResponseError: the answer was not a JSON envelope.
             CreateOutcomeUnknownError: a create was sent and its outcome is unknown.
         """
-        send = self.retry.wrap(
+        send = _with_retries(
+            self.retry,
             self._send_authenticated,
             retry_on=AkoolError,
             what=f"{method} {path}",
+            path=path,
             retryable=_create_may_retry if create else _is_transient,
-            on_retry=on_retry,
+            observers=self._retry_observers,
+            timed=True,
         )
         try:
             return await send(method, path, json, params, create, authenticated)

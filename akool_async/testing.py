@@ -41,7 +41,7 @@ import attrs
 from aiohttp import web
 
 from ._models import VideoStatus
-from ._webhooks import build_envelope
+from ._webhook_crypto import build_envelope
 
 __all__ = [
     "DEFAULT_API_KEY",

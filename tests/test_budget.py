@@ -192,13 +192,17 @@ async def test_a_local_error_before_the_request_is_written_costs_nothing() -> No
     cancellation mid-request costs the estimate."""
     budget = CreditBudget(None)
     key = price_key(VideoRequest(**CREATE_ARGS))
+
+    async def sent_then(error: BaseException) -> None:
+        async with budget.spend(key, 1) as spend:
+            spend.sent = True  # the create pipeline marks it right before the write
+            raise error
+
     for local in (TypeError("Object of type object is not JSON serializable"), ValueError("x")):
         with pytest.raises(type(local)):
-            async with budget.spend(key, 1):
-                raise local
+            await sent_then(local)
     local_charge = budget.charged
     with pytest.raises(asyncio.CancelledError):
-        async with budget.spend(key, 1):
-            raise asyncio.CancelledError
+        await sent_then(asyncio.CancelledError())
 
     assert (0.0, FALLBACK_5S, 0.0) == (local_charge, budget.charged, budget.reserved)

@@ -13,7 +13,8 @@ from typing import Any
 from conftest import FAST_POLL, Proxy
 
 from akool_async import AkoolClient, InsufficientCreditsError, RetryPolicy
-from akool_async._bulk import BulkOutcome, BulkRunner, BulkStats, JobLine, parse_jobs, plan_batches
+from akool_async._bulk import BulkOutcome, BulkRunner, BulkStats, JobLine, parse_jobs
+from akool_async._creates import plan_batches
 from akool_async._journal import Journal
 from akool_async.testing import FakeAkoolServer, video_bytes
 

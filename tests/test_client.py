@@ -11,6 +11,7 @@ import pytest
 from conftest import CREATE_ARGS, FAST_POLL
 
 from akool_async import AkoolClient, AkoolValueError, ClientClosedError, RetryPolicy
+from akool_async._client import client_core
 from akool_async.testing import FakeAkoolServer
 
 ENV = "AKOOL_API_KEY"
@@ -206,19 +207,23 @@ async def leak_client(server: FakeAkoolServer) -> aiohttp.ClientSession:
     """Use a client and drop it unclosed; return its still-open session for cleanup."""
     client = make_client(server)
     await client.account.credits()
-    return client._transport.session()
+    session = client_core(client).transport.session()
+    del client  # dropped here (or at the next collection, were it in a cycle)
+    gc.collect()
+    return session
 
 
 async def test_unclosed_client_warns(server: FakeAkoolServer) -> None:
     """A client dropped with its session open warns ResourceWarning without the key."""
-    session = await leak_client(server)
+    session: aiohttp.ClientSession | None = None
     try:
         with pytest.warns(ResourceWarning, match="unclosed <AkoolClient") as record:
-            gc.collect()
+            session = await leak_client(server)
         assert all(server.api_key not in str(w.message) for w in record)
     finally:
         # The warning only reports the leak: close what the client left open.
-        await session.close()
+        if session is not None:
+            await session.close()
 
 
 async def test_closed_client_does_not_warn(server: FakeAkoolServer) -> None:

@@ -38,6 +38,7 @@ from akool_async import (
     Video,
     VideoFailedError,
     VideoStatus,
+    WaitTimeoutError,
 )
 from akool_async._errors import error_class_for_code, error_class_for_http_status
 
@@ -211,6 +212,7 @@ async def test_deeply_nested_json_raises_response_error(
         (ClientClosedError, (AkoolError, RuntimeError)),
         (AkoolConnectionError, (AkoolError,)),
         (AkoolTimeoutError, (AkoolConnectionError, AkoolError, TimeoutError)),
+        (WaitTimeoutError, (AkoolError, TimeoutError)),
         (CreateOutcomeUnknownError, (AkoolError,)),
         (AkoolResponseError, (AkoolError,)),
         (AkoolAPIError, (AkoolError,)),
@@ -268,10 +270,17 @@ def test_video_failed_error_carries_video() -> None:
     assert "a" * 24 in str(error)
 
 
-def test_timeout_error_carries_wait_context() -> None:
-    """AkoolTimeoutError for a wait says which video and how far it got."""
-    error = AkoolTimeoutError("late", video_id="b" * 24, last_status=VideoStatus.PROCESSING)
+def test_wait_timeout_error_carries_wait_context() -> None:
+    """WaitTimeoutError says which video and how far it got."""
+    error = WaitTimeoutError("late", video_id="b" * 24, last_status=VideoStatus.PROCESSING)
     assert ("b" * 24, VideoStatus.PROCESSING) == (error.video_id, error.last_status)
+
+
+def test_a_wait_timeout_is_not_a_connection_error() -> None:
+    """``except AkoolConnectionError`` does not catch "the video is still rendering"."""
+    error = WaitTimeoutError("late")
+    assert isinstance(error, (AkoolError, TimeoutError))
+    assert not isinstance(error, AkoolConnectionError)
 
 
 async def test_partly_unreadable_batch_keeps_the_readable_ids(

@@ -17,7 +17,7 @@ from aiohttp import web
 from conftest import serve_app
 
 from akool_async._models import VideoStatus
-from akool_async._webhooks import verify_webhook
+from akool_async._webhook_crypto import verify_webhook
 from akool_async.testing import (
     DEFAULT_API_KEY,
     DEFAULT_CLIENT_ID,

@@ -13,7 +13,6 @@ from conftest import CREATE_ARGS, FAST_POLL, Proxy
 
 from akool_async import (
     AkoolClient,
-    AkoolTimeoutError,
     AkoolValueError,
     InsufficientCreditsError,
     PollPolicy,
@@ -23,6 +22,7 @@ from akool_async import (
     VideoFailedError,
     VideoRequest,
     VideoStatus,
+    WaitTimeoutError,
 )
 from akool_async.testing import DEFAULT_MODELS, FakeAkoolServer, Fault, FaultKind
 
@@ -191,11 +191,11 @@ async def test_wait_deadline_raises_and_leaves_the_handle_usable(server: FakeAko
         server.api_key, base_url=server.url, poll=FAST_POLL, wait_timeout=0.1
     ) as client:
         (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
-        with pytest.raises(AkoolTimeoutError) as caught:
+        with pytest.raises(WaitTimeoutError) as caught:
             await handle  # the client's default deadline
         assert handle.id == caught.value.video_id
         assert VideoStatus.QUEUEING == caught.value.last_status
-        with pytest.raises(AkoolTimeoutError):
+        with pytest.raises(WaitTimeoutError):
             await client.wait_all([handle], timeout=0.05)
         server.complete(handle.id)
         video = await handle.wait(timeout=None)
@@ -203,7 +203,7 @@ async def test_wait_deadline_raises_and_leaves_the_handle_usable(server: FakeAko
 
 
 async def test_as_completed_deadline(server: FakeAkoolServer) -> None:
-    """as_completed raises AkoolTimeoutError after its deadline, having yielded what finished."""
+    """as_completed raises WaitTimeoutError after its deadline, having yielded what finished."""
     server.queue_seconds = server.process_seconds = 60.0
     async with AkoolClient(server.api_key, base_url=server.url, poll=FAST_POLL) as client:
         batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
@@ -214,7 +214,7 @@ async def test_as_completed_deadline(server: FakeAkoolServer) -> None:
             async for handle in client.as_completed(batch.handles, timeout=0.5):
                 got.append(handle)
 
-        with pytest.raises(AkoolTimeoutError, match="2 of 3"):
+        with pytest.raises(WaitTimeoutError, match="2 of 3"):
             await collect()
         assert [batch.ids[1]] == [h.id for h in got]
 

@@ -13,7 +13,6 @@ from conftest import CREATE_ARGS, FAST_POLL
 
 from akool_async import (
     AkoolClient,
-    AkoolTimeoutError,
     AkoolValueError,
     ClientClosedError,
     NotFoundError,
@@ -21,7 +20,9 @@ from akool_async import (
     RetryPolicy,
     TaskHandle,
     VideoStatus,
+    WaitTimeoutError,
 )
+from akool_async._client import client_core
 from akool_async.testing import FakeAkoolServer, Fault, FaultKind
 
 RESULTS_PATH = "/api/open/v4/image2Video/resultsByIds"
@@ -106,9 +107,9 @@ async def test_outer_timeout_cancels_only_that_wait(
 async def test_wait_timeout_raises_and_handle_stays_usable(
     client: AkoolClient, server: FakeAkoolServer
 ) -> None:
-    """``wait(timeout=...)`` raises AkoolTimeoutError naming the video and its last status."""
+    """``wait(timeout=...)`` raises WaitTimeoutError naming the video and its last status."""
     handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
-    with pytest.raises(AkoolTimeoutError) as info:
+    with pytest.raises(WaitTimeoutError) as info:
         await handle.wait(timeout=0.05)
     assert isinstance(info.value, TimeoutError)
     assert (handle.id, VideoStatus.PROCESSING) == (info.value.video_id, info.value.last_status)
@@ -123,7 +124,7 @@ async def test_client_wait_timeout_is_the_default(server: FakeAkoolServer) -> No
     """``await handle`` waits the client's ``wait_timeout``."""
     async with make_client(server, wait_timeout=0.05) as client:
         handle = await pinned_handle(client, server, VideoStatus.QUEUEING)
-        with pytest.raises(AkoolTimeoutError) as info:
+        with pytest.raises(WaitTimeoutError) as info:
             await handle
         assert VideoStatus.QUEUEING is info.value.last_status
         server.complete(handle.id)
@@ -299,7 +300,7 @@ async def test_aclose_fails_pending_handles(server: FakeAkoolServer) -> None:
 async def break_the_session(client: AkoolClient) -> None:
     """Close the client's aiohttp session under the running poller: its next call raises a
     plain RuntimeError ("Session is closed"), a bug the poller cannot treat as an answer."""
-    session = client._transport.session()
+    session = client_core(client).transport.session()
     await session.close()
 
 

@@ -20,6 +20,7 @@ TYPING_CHECK = Path(__file__).resolve().parent / "typing" / "check_public_api.py
 #: The public names, in ``__all__``'s order. Changing this list is changing the public API.
 EXPORTED = [
     "DEFAULT_WEBHOOK_TOLERANCE",
+    "USE_CLIENT_DEFAULT",
     "AIModel",
     "AkoolAPIError",
     "AkoolClient",
@@ -49,11 +50,13 @@ EXPORTED = [
     "RetryPolicy",
     "TaskHandle",
     "UpstreamError",
+    "UseClientDefault",
     "ValidationError",
     "Video",
     "VideoFailedError",
     "VideoRequest",
     "VideoStatus",
+    "WaitTimeoutError",
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
@@ -152,3 +155,21 @@ def test_await_handle_is_typed_video(tmp_path: Path) -> None:
     assert re.search(
         r'wrong_type\.py:6: error: Expression is of type "Video", not "str"', report[0]
     )
+
+
+def test_import_does_not_load_aiohttp_web() -> None:
+    """``import akool_async`` leaves ``aiohttp.web`` alone; only the receivers need it."""
+    code = (
+        "import sys, akool_async\n"
+        "assert 'aiohttp.web' not in sys.modules, 'loaded by import akool_async'\n"
+        "from akool_async import webhooks\n"
+        "assert akool_async.webhooks.aiohttp_handler is webhooks.aiohttp_handler\n"
+        "assert 'aiohttp.web' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_webhooks_submodule_loads_on_attribute_access() -> None:
+    """``akool_async.webhooks`` works without importing the submodule first."""
+    code = "import akool_async\nassert callable(akool_async.webhooks.asgi_app)\n"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

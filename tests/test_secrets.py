@@ -181,7 +181,7 @@ async def run_session(session: Session, server: FakeAkoolServer) -> None:
         await expect(akool_async.AkoolResponseError, client.account.credits())
         server.queue_seconds = 30.0
         slow = await keep(client.image_to_video.create_batch(**CREATE_ARGS))
-        await expect(akool_async.AkoolTimeoutError, slow.handles[0].wait(timeout=0.01))
+        await expect(akool_async.WaitTimeoutError, slow.handles[0].wait(timeout=0.01))
         server.queue_seconds = 0.05
         await expect(
             akool_async.AkoolValueError,

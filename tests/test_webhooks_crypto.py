@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from akool_async._errors import AkoolValueError, WebhookVerificationError
 from akool_async._models import VideoStatus
-from akool_async._webhooks import (
+from akool_async._webhook_crypto import (
     DEFAULT_WEBHOOK_TOLERANCE,
     WebhookEvent,
     build_envelope,

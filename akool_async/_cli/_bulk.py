@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from .._budget import price_key
-from .._bulk import BulkOutcome, BulkRunner, JobLine, describe_unknown, load_jobs
-from .._client import AkoolClient
+from .._bulk import BulkOutcome, BulkRunner, describe_unknown, load_jobs
 from .._journal import DEFAULT_JOURNAL_NAME, Journal
 from ._connection import api_key, make_client
 from ._exit_codes import (
@@ -65,7 +62,6 @@ async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
         async with make_client(
             args, max_credits=budget, max_concurrent_creates=args.concurrency
         ) as client:
-            _seed_prices(client, journal, jobs)
             with make_reporter(args, output) as reporter:
                 runner = BulkRunner(
                     client,
@@ -80,14 +76,6 @@ async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
     _print_summary(args, output, outcome, journal_path)
     code = _bulk_exit_code(outcome)
     return worst([code, BAD_INPUT]) if bad_lines else code
-
-
-def _seed_prices(client: AkoolClient, journal: Journal, jobs: Sequence[JobLine]) -> None:
-    """Teach the budget the prices earlier runs of this job were charged."""
-    for job in jobs:
-        for video in journal.videos(job.key):
-            if video.credits is not None:
-                client._budget.observe(price_key(job.request), video.credits)
 
 
 def _bulk_exit_code(outcome: BulkOutcome) -> int:

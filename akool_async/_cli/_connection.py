@@ -8,7 +8,7 @@ from typing import Any
 
 from .._client import AkoolClient
 from .._constants import API_KEY_ENV, DEFAULT_BASE_URL
-from .._polling import PollPolicy
+from .._settings import PollPolicy
 from ._exit_codes import NoKeyError
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from .._core import ClientCore
 from .._errors import AkoolResponseError
-
-if TYPE_CHECKING:
-    from .._client import AkoolClient
 
 CREDITS_PATH: Final = "/api/open/v3/faceswap/quota/info"
 
@@ -15,8 +13,8 @@ CREDITS_PATH: Final = "/api/open/v3/faceswap/quota/info"
 class Account:
     """``client.account``: the account's credit balance."""
 
-    def __init__(self, client: AkoolClient) -> None:
-        self._client = client
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
 
     async def credits(self) -> float:
         """The remaining credit balance.
@@ -24,7 +22,7 @@ class Account:
         Raises:
             AkoolResponseError: the answer had no numeric ``data.credit``.
         """
-        envelope = await self._client._transport.request("GET", CREDITS_PATH)
+        envelope = await self._core.request("GET", CREDITS_PATH)
         data = envelope.get("data")
         credit = data.get("credit") if isinstance(data, dict) else None
         if isinstance(credit, bool) or not isinstance(credit, (int, float)):

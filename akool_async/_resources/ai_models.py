@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from .._core import ClientCore
 from .._errors import AkoolResponseError, AkoolValueError
 from .._models import AIModel, structure
-
-if TYPE_CHECKING:
-    from .._client import AkoolClient
 
 MODELS_PATH: Final = "/api/open/v4/aigModel/list"
 #: Model type of image-to-video (1502 is text-to-video).
@@ -19,9 +17,8 @@ IMAGE_TO_VIDEO: Final = 1501
 class AIModels:
     """``client.models``: list the models; the client remembers them to check create arguments."""
 
-    def __init__(self, client: AkoolClient) -> None:
-        self._client = client
-        self._known: dict[str, AIModel] | None = None
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
 
     async def list(self, types: Iterable[int] = (IMAGE_TO_VIDEO,)) -> list[AIModel]:
         """The models of the given types (image-to-video by default).
@@ -31,7 +28,7 @@ class AIModels:
         kinds = tuple(types)
         if not kinds or any(isinstance(t, bool) or not isinstance(t, int) for t in kinds):
             raise AkoolValueError(f"types: must be a non-empty sequence of ints, got {kinds!r}")
-        envelope = await self._client._transport.request(
+        envelope = await self._core.request(
             "GET", MODELS_PATH, params=[("types[]", str(t)) for t in kinds]
         )
         data = envelope.get("data")
@@ -41,22 +38,14 @@ class AIModels:
             )
         models = structure(data, list[AIModel], where=MODELS_PATH)
         if kinds == (IMAGE_TO_VIDEO,):
-            self._known = {m.value: m for m in models}
+            self._core.catalog.remember(models)
         return models
 
     @property
     def known(self) -> Mapping[str, AIModel] | None:
         """The image-to-video models from the last ``list()``, by ``value`` (None before)."""
-        return self._known
+        return self._core.catalog.known
 
     def check(self, model_name: str | None) -> AIModel | None:
         """The known model named ``model_name``; AkoolValueError when the list lacks it."""
-        if model_name is None or self._known is None:
-            return None
-        model = self._known.get(model_name)
-        if model is None:
-            raise AkoolValueError(
-                f"model_name: {model_name!r} is not an image-to-video model; "
-                f"known: {sorted(self._known)}"
-            )
-        return model
+        return self._core.catalog.check(model_name)

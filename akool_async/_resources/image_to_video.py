@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any, Final
 
-from .._budget import Spend, audio_price_key, price_key, single_price_key
+from .._budget import audio_price_key, single_price_key
+from .._core import ClientCore
+from .._creates import Batch
 from .._errors import (
     AkoolResponseError,
     AkoolValueError,
     ClientClosedError,
-    CreateOutcomeUnknownError,
 )
 from .._generate import Generation, ProgressCallback
 from .._models import (
-    Batch,
     DeleteResult,
     Effect,
     Video,
@@ -27,11 +27,7 @@ from .._models import (
 )
 from .._polling import RESULTS_PATH, TaskHandle, result_items
 
-if TYPE_CHECKING:
-    from .._client import AkoolClient
-
 _BASE: Final = "/api/open/v4/image2Video"
-BATCH_PATH: Final = f"{_BASE}/createBySourcePrompt/batch"
 CREATE_PATH: Final = f"{_BASE}/createBySourcePrompt"
 EFFECTS_PATH: Final = f"{_BASE}/effects"
 AUDIO_PATH: Final = f"{_BASE}/updateVideoAudio"
@@ -57,23 +53,11 @@ def check_ids(ids: Iterable[str] | str) -> list[str]:
     return list(out)
 
 
-def _created_videos(envelope: Mapping[str, Any], request: Mapping[str, Any], path: str) -> Any:
-    """``data`` of a create answer; an unreadable one means the outcome is unknown."""
-    data = envelope.get("data")
-    if not isinstance(data, Mapping):
-        raise CreateOutcomeUnknownError(
-            "create answered code 1000 without data: videos may exist that we cannot name",
-            path=path,
-            request=request,
-        )
-    return data
-
-
 class ImageToVideo:
     """``client.image_to_video``: create videos and follow them to completion."""
 
-    def __init__(self, client: AkoolClient) -> None:
-        self._client = client
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
 
     async def create_batch(
         self,
@@ -144,98 +128,17 @@ class ImageToVideo:
             requests: ``VideoRequest`` objects (an iterable or an async iterable).
             on_progress: called with a ``Progress`` after creates and status changes.
         """
-        return Generation(self._client, requests, on_progress)
+        return Generation(self._core, requests, on_progress)
 
-    async def create_from(
-        self,
-        request: VideoRequest,
-        count: int | None = None,
-        *,
-        before_send: Callable[[Mapping[str, Any]], object] | None = None,
-    ) -> Batch:
+    async def create_from(self, request: VideoRequest, count: int | None = None) -> Batch:
         """Send one batch create for ``request`` (``count`` overrides ``request.count``).
-
-        Args:
-            before_send: called with the request body right before it is sent (after the
-                budget and concurrency checks). Journal the attempt there: a crash while the
-                request is out leaves a create whose outcome is unknown.
 
         Raises:
             BudgetExceededError: the create would take the credits charged past the
                 client's ``max_credits``; nothing was sent.
             CreateOutcomeUnknownError: the request was sent but no answer came back.
         """
-        count = request.count if count is None else count
-        body = request.batch_body(count)
-        model = self._client.models.check(request.model_name)
-        if model is not None:
-            request.check_model(model)
-            if model.max_count is not None and count > model.max_count:
-                raise AkoolValueError(f"count: {model.value} makes at most {model.max_count}")
-        async with self._client._budget.spend(price_key(request), count) as spend:
-            batch = await self._send_batch(request, body, spend.sending(before_send))
-            spend.created(batch.videos)
-        return batch
-
-    async def _send_batch(
-        self,
-        request: VideoRequest,
-        body: dict[str, Any],
-        before_send: Callable[[Mapping[str, Any]], object] | None,
-    ) -> Batch:
-        client = self._client
-        envelope = await client._send_create(BATCH_PATH, body, before_send)
-        data = _created_videos(envelope, body, BATCH_PATH)
-        success = data.get("successList")
-        if not isinstance(success, list):
-            raise CreateOutcomeUnknownError(
-                "batch create answered without a successList: videos may exist that we cannot name",
-                path=BATCH_PATH,
-                request=body,
-            )
-        errors = data.get("errorList") or []
-        if not isinstance(errors, list):
-            errors = [errors]  # its shape is undocumented: keep it raw, never lose successList
-        videos: list[Video] = []
-        ids: list[str] = []
-        unreadable: AkoolResponseError | None = None
-        for item in success:
-            try:
-                video = structure(item, Video, where=BATCH_PATH)
-            except AkoolResponseError as exc:
-                unreadable = exc
-                # The item is broken, but a readable _id still names a real, paid video.
-                video_id = item.get("_id") if isinstance(item, Mapping) else None
-                if is_video_id(video_id):
-                    ids.append(video_id)
-            else:
-                videos.append(video)
-                ids.append(video.id)
-        if unreadable is not None:
-            # Some videos exist that we cannot fully read: never hand out a partial Batch as
-            # if complete, but keep every id we could read so none of them is lost.
-            raise CreateOutcomeUnknownError(
-                f"batch create answer unreadable ({unreadable}): videos may exist that we "
-                f"cannot name; readable ids: {ids}",
-                path=BATCH_PATH,
-                request=body,
-                video_ids=tuple(ids),
-            ) from unreadable
-        poller = client._poller
-        handles = tuple(
-            poller.track(
-                v.id, status=v.status, webhook=request.webhook_url is not None, request=request
-            )
-            for v in videos
-        )
-        batch_id = success[0].get("batch_id") if success and isinstance(success[0], dict) else None
-        return Batch(
-            handles=handles,
-            videos=tuple(videos),
-            errors=tuple(e if isinstance(e, Mapping) else {"error": e} for e in errors),
-            batch_id=str(batch_id) if batch_id is not None else None,
-            deduction_credit=sum(v.deduction_credit or 0.0 for v in videos),
-        )
+        return await self._core.creates.create_batch(request, count)
 
     async def create(
         self,
@@ -304,10 +207,9 @@ class ImageToVideo:
             "webhookurl": webhook_url,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        async with self._client._budget.spend(single_price_key(body), 1) as spend:
-            return await self._create_one(
-                CREATE_PATH, body, webhook=webhook_url is not None, spend=spend
-            )
+        return await self._core.creates.create_one(
+            CREATE_PATH, body, single_price_key(body), webhook=webhook_url is not None
+        )
 
     async def replace_audio(
         self, *, video_id: str, audio_url: str, audio_type: int = 2
@@ -335,28 +237,9 @@ class ImageToVideo:
             "audio_type": audio_type,
         }
         # The new task is a new, billed video: max_credits and credits_charged cover it.
-        async with self._client._budget.spend(audio_price_key(audio_type), 1) as spend:
-            return await self._create_one(AUDIO_PATH, body, webhook=False, spend=spend)
-
-    async def _create_one(
-        self, path: str, body: dict[str, Any], *, webhook: bool, spend: Spend | None = None
-    ) -> TaskHandle:
-        client = self._client
-        # Marks the moment the request leaves: cancelled while queued for a slot costs nothing.
-        sending = spend.sending(None) if spend is not None else None
-        envelope = await client._send_create(path, body, sending)
-        data = _created_videos(envelope, body, path)
-        try:
-            video = structure(data, Video, where=path)
-        except AkoolResponseError as exc:
-            raise CreateOutcomeUnknownError(
-                f"create answer unreadable ({exc}): a video may exist that we cannot name",
-                path=path,
-                request=body,
-            ) from exc
-        if spend is not None:
-            spend.created([video])
-        return client._poller.track(video.id, status=video.status, webhook=webhook)
+        return await self._core.creates.create_one(
+            AUDIO_PATH, body, audio_price_key(audio_type), webhook=False
+        )
 
     async def results(self, ids: Iterable[str] | str) -> list[Video]:
         """The current state of the given videos, in the order asked.
@@ -365,11 +248,11 @@ class ImageToVideo:
         not know are left out of the answer.
         """
         wanted = check_ids(ids)
-        size = self._client._poller.policy.max_ids_per_request
+        size = self._core.poll_policy.max_ids_per_request
         found: dict[str, Video] = {}
         for start in range(0, len(wanted), size):
             chunk = wanted[start : start + size]
-            envelope = await self._client._transport.request(
+            envelope = await self._core.request(
                 "POST", RESULTS_PATH, json={"_ids": ",".join(chunk)}
             )
             for video in structure(result_items(envelope), list[Video], where=RESULTS_PATH):
@@ -382,13 +265,13 @@ class ImageToVideo:
         Must be called inside a running event loop. Handles for one id share one poll.
         """
         (video_id,) = check_ids([video_id])
-        if self._client.closed:
+        if self._core.closed:
             raise ClientClosedError("the client is closed")
-        return self._client._poller.track(video_id)
+        return self._core.track(video_id)
 
     async def effects(self) -> list[Effect]:
         """The effects the single create accepts as ``effect_code``."""
-        envelope = await self._client._transport.request("GET", EFFECTS_PATH)
+        envelope = await self._core.request("GET", EFFECTS_PATH)
         data = envelope.get("data")
         # The documentation does not show the shape: accept a list or {"result": [...]}.
         items = data.get("result") if isinstance(data, Mapping) else data
@@ -401,9 +284,7 @@ class ImageToVideo:
     async def delete(self, ids: Iterable[str] | str) -> DeleteResult:
         """Delete videos. A video still processing (status 2) cannot be deleted: see ``refused``."""
         wanted = check_ids(ids)
-        envelope = await self._client._transport.request(
-            "POST", DELETE_PATH, json={"_ids": ",".join(wanted)}
-        )
+        envelope = await self._core.request("POST", DELETE_PATH, json={"_ids": ",".join(wanted)})
         data = envelope.get("data")
         if not isinstance(data, Mapping):
             raise AkoolResponseError(

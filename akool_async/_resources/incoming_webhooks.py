@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .._core import ClientCore
 from .._errors import AkoolValueError
 from .._models import Video, VideoStatus
-from .._webhooks import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, _key_iv, verify_webhook
-
-if TYPE_CHECKING:
-    from .._client import AkoolClient
+from .._webhook_crypto import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, key_iv, verify_webhook
 
 logger = logging.getLogger("akool_async.webhooks")
 
@@ -23,8 +21,8 @@ class Webhooks:
     at ``PollPolicy.webhook_interval`` for videos created with a ``webhook_url``.
     """
 
-    def __init__(self, client: AkoolClient) -> None:
-        self._client = client
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
 
     async def receive(
         self,
@@ -65,7 +63,7 @@ class Webhooks:
             )
             return event
         video = Video(id=event.id, status=event.status, video_url=url, raw=event.raw)
-        finished = self._client._poller.update(video)
+        finished = self._core.apply_news(video)
         logger.debug(
             "webhook for video %s: status %s%s",
             event.id,
@@ -76,14 +74,13 @@ class Webhooks:
 
     def _credentials(self) -> tuple[str, str]:
         """The clientId and clientSecret to verify with; AkoolValueError when unusable."""
-        client_id = self._client.client_id
-        client_secret = self._client._client_secret
+        client_id, client_secret = self._core.webhook_credentials()
         if not client_id:
             raise AkoolValueError(
                 "client_id: webhook verification needs the account's clientId "
                 "(AkoolClient(client_id=...))"
             )
-        if not client_secret or _key_iv(client_id, client_secret) is None:
+        if not client_secret or key_iv(client_id, client_secret) is None:
             # Never name the value: it is the API key.
             raise AkoolValueError(
                 "client_secret: webhook decryption needs the API key (clientSecret) to be "

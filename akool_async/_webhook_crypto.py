@@ -126,10 +126,10 @@ def verify_webhook(
         if abs(timestamp / 1000 - current) > tolerance:
             raise _fail(f"timestamp is more than {tolerance:g}s away from now")
 
-    key_iv = _key_iv(client_id, client_secret)
-    if key_iv is None:
+    keys = key_iv(client_id, client_secret)
+    if keys is None:
         raise _fail("client_secret must be 16, 24 or 32 bytes as UTF-8")
-    plaintext = _decrypt(data_encrypt, *key_iv)
+    plaintext = _decrypt(data_encrypt, *keys)
     return _event(plaintext, timestamp=timestamp, nonce=nonce_str)
 
 
@@ -166,8 +166,8 @@ def build_envelope(
         nonce = f"{secrets.randbelow(10**12):012d}"
     if isinstance(nonce, bool):
         raise AkoolValueError("nonce must be a str or an int")
-    key_iv = _key_iv(client_id, client_secret)
-    if key_iv is None:
+    keys = key_iv(client_id, client_secret)
+    if keys is None:
         raise AkoolValueError("client_secret must be 16, 24 or 32 bytes as UTF-8")
     try:
         plaintext = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -176,7 +176,7 @@ def build_envelope(
 
     padder = padding.PKCS7(_AES_BLOCK_BYTES * 8).padder()
     padded = padder.update(plaintext) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key_iv[0]), modes.CBC(key_iv[1])).encryptor()
+    encryptor = Cipher(algorithms.AES(keys[0]), modes.CBC(keys[1])).encryptor()
     data_encrypt = base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
 
     signature = _signature(client_id, str(timestamp), str(nonce), data_encrypt)
@@ -271,7 +271,7 @@ def _signature(client_id: str, timestamp: str, nonce: str, data_encrypt: str) ->
     return hashlib.sha1(joined).hexdigest()
 
 
-def _key_iv(client_id: str, client_secret: str) -> tuple[bytes, bytes] | None:
+def key_iv(client_id: str, client_secret: str) -> tuple[bytes, bytes] | None:
     """AES key and CBC IV per §8, or None when the secret is not a valid AES key."""
     try:
         key = client_secret.encode("utf-8")

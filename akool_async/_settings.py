@@ -1,0 +1,137 @@
+"""Every setting a client takes: the retry and poll policies, and the "client default" marker.
+
+These are plain frozen values: the transport, the poller and the client read them; nothing
+here does I/O. A per-call ``timeout=USE_CLIENT_DEFAULT`` means "what the client was built
+with", while ``None`` means "no limit" (httpx exports its marker the same way).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Final, Literal, TypeAlias
+
+import attrs
+
+from ._constants import (
+    DEFAULT_MAX_IDS_PER_POLL,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_MISSING_POLLS,
+    DEFAULT_POLL_INTERVAL,
+)
+
+
+class UseClientDefault(enum.Enum):
+    """The type of ``USE_CLIENT_DEFAULT``: one value, so type checkers can narrow it."""
+
+    USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+#: Pass as ``timeout=`` to use the client's setting; ``None`` means "wait forever".
+USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
+
+#: A per-call timeout: seconds, ``None`` for no limit, or the client's default.
+TimeoutArg: TypeAlias = float | Literal[UseClientDefault.USE_CLIENT_DEFAULT] | None
+
+
+def resolve_timeout(timeout: TimeoutArg, default: float | None) -> float | None:
+    """``timeout``, or ``default`` when it is ``USE_CLIENT_DEFAULT``."""
+    return default if timeout is USE_CLIENT_DEFAULT else timeout
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """When and how long to retry a failed request (stamina's policy, built on ``backoff``).
+
+    Exponential backoff with full jitter, capped by attempts AND total time. A server-given
+    ``Retry-After`` is honoured as a minimum wait; one longer than ``max_retry_after`` is not
+    waited for: the error is raised with ``retry_after`` set.
+
+    Attributes:
+        max_attempts: attempts in total, the first included (1 disables retries).
+        max_time: seconds after the first attempt past which no new attempt starts.
+        initial_wait: the first backoff step in seconds; each next step doubles, up to ``max_wait``.
+        max_wait: the cap on one backoff step.
+        max_retry_after: the longest server-requested wait the SDK sits through.
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    max_time: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    initial_wait: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    max_wait: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
+    max_retry_after: float = attrs.field(default=120.0, validator=attrs.validators.ge(0))
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """Never retry."""
+        return cls(max_attempts=1)
+
+    @classmethod
+    def fast(cls, max_attempts: int = 4) -> RetryPolicy:
+        """Retry with near-zero waits: for tests against the fake server."""
+        return cls(max_attempts=max_attempts, initial_wait=0.001, max_wait=0.01, max_time=30.0)
+
+    def backoff_step(self, attempt: int) -> float:
+        """The cap of the jittered wait after failed attempt number ``attempt`` (from 0)."""
+        try:
+            return min(self.max_wait, self.initial_wait * 2.0**attempt)
+        except OverflowError:
+            return self.max_wait
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How the shared poller schedules ``resultsByIds`` calls.
+
+    An id is first polled ``initial_delay`` seconds after it is tracked, then after
+    ``interval``, growing by ``multiplier`` per poll up to ``max_interval`` (ids are checked
+    less often as they age). Ids due within half an ``interval`` of a tick join it, so ids
+    created close together share requests. A rate limit (code 1005, HTTP 429) multiplies every
+    delay by up to ``max_slowdown`` and honours ``Retry-After``; each clean tick halves the
+    slowdown again.
+
+    Attributes:
+        max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
+        max_concurrent_requests: results calls in flight at once within one tick (10: with
+            AKOOL's round trip, 10,000 pending ids = 200 calls must fit in one interval).
+        missing_polls: consecutive answers an id may be missing from before NotFoundError.
+        jitter: each sleep is shortened by up to this fraction, so clients do not synchronise.
+    """
+
+    initial_delay: float = attrs.field(
+        default=DEFAULT_POLL_INTERVAL, validator=attrs.validators.ge(0)
+    )
+    interval: float = attrs.field(default=DEFAULT_POLL_INTERVAL, validator=attrs.validators.gt(0))
+    max_interval: float = attrs.field(
+        default=DEFAULT_MAX_POLL_INTERVAL, validator=attrs.validators.gt(0)
+    )
+    multiplier: float = attrs.field(default=1.5, validator=attrs.validators.ge(1))
+    jitter: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    max_ids_per_request: int = attrs.field(
+        default=DEFAULT_MAX_IDS_PER_POLL, validator=attrs.validators.ge(1)
+    )
+    max_concurrent_requests: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    missing_polls: int = attrs.field(
+        default=DEFAULT_MISSING_POLLS, validator=attrs.validators.ge(0)
+    )
+    max_slowdown: float = attrs.field(default=8.0, validator=attrs.validators.ge(1))
+    webhook_interval: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+
+    def delay(self, polls: int, *, webhook: bool = False) -> float:
+        """Seconds until the next poll of an id already polled ``polls`` times.
+
+        Ids created with a ``webhook_url`` are polled at most every ``webhook_interval``:
+        the webhook is the fast path, polling only the backstop for lost deliveries.
+        """
+        if polls <= 0:
+            delay = self.initial_delay
+        else:
+            try:
+                grown = self.interval * self.multiplier ** (polls - 1)
+            except OverflowError:  # a very old id, or a very large multiplier
+                grown = math.inf
+            delay = min(self.max_interval, grown)
+        return max(delay, self.webhook_interval) if webhook else delay
