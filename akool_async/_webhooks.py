@@ -7,8 +7,9 @@ by the fake server and by users' tests.
 
 Note on AKOOL's scheme: the SHA-1 signature covers only values a third party may know (the
 client id is not secret), so it detects corruption, not forgery. Authenticity rests on
-``dataEncrypt`` decrypting with the client secret into a well-formed event, which is why every
-step after decryption is strict. AES-CBC without a MAC is open to padding-oracle attacks if a
+``dataEncrypt`` decrypting with the client secret into a well-formed event (valid padding,
+UTF-8 JSON, an ``_id`` and a status 1-4), so those checks stay strict; only ``type``, which
+nothing routes on, may be anything. AES-CBC without a MAC is open to padding-oracle attacks if a
 receiver reveals *which* check failed: receivers must answer every failure identically and keep
 the messages for their logs.
 """
