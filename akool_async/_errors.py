@@ -23,7 +23,8 @@ The hierarchy::
     ├── DownloadError                              a video file could not be saved whole
     └── WebhookVerificationError                   a webhook body failed verification or decryption
 
-Messages never contain an API key, client secret or token.
+Messages never contain an API key, client secret or token. Every error pickles with its message
+and attributes (for multiprocessing, Celery and the like), subclasses included.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ if TYPE_CHECKING:
 
 class AkoolError(Exception):
     """Base class of every error raised by akool_async."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default rebuilds an exception by calling cls(*self.args), which breaks on any
+        # keyword-only or non-message __init__ argument. Rebuild without __init__ instead:
+        # the args and every attribute as they are, for this class and any subclass.
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[AkoolError], args: tuple[Any, ...], state: dict[str, Any]) -> AkoolError:
+    """Unpickle an AkoolError: its args and attributes, without calling ``__init__``."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class AkoolValueError(AkoolError, ValueError):

@@ -40,6 +40,7 @@ from ._models import (
     VideoRequest,
     VideoStatus,
     check_seconds,
+    read_status,
     structure,
 )
 from ._settings import USE_CLIENT_DEFAULT, PollPolicy, TimeoutArg, resolve_timeout
@@ -69,6 +70,8 @@ class PollerStatistics:
         failed_requests: results calls that ended in an error after retries.
         rate_limited: rate-limit answers seen (code 1005 or HTTP 429).
         slowdown: the current delay multiplier (1.0 when not rate limited).
+        unknown_statuses: results items seen with a status other than 1-4 (each such video
+            stays pending, with one warning per id, until its wait deadline).
     """
 
     pending: int
@@ -80,6 +83,7 @@ class PollerStatistics:
     failed_requests: int
     rate_limited: int
     slowdown: float
+    unknown_statuses: int = 0
 
     @property
     def mean_ids_per_request(self) -> float:
@@ -90,7 +94,17 @@ class PollerStatistics:
 class _Entry:
     """What the poller knows about one id. Handles for the same id share one entry."""
 
-    __slots__ = ("future", "id", "missing", "next_due", "polls", "status", "video", "webhook")
+    __slots__ = (
+        "future",
+        "id",
+        "missing",
+        "next_due",
+        "odd_status_seen",
+        "polls",
+        "status",
+        "video",
+        "webhook",
+    )
 
     def __init__(
         self, video_id: str, future: asyncio.Future[Video], due: float, webhook: bool
@@ -103,6 +117,7 @@ class _Entry:
         self.polls = 0
         self.missing = 0
         self.next_due = due
+        self.odd_status_seen = False
 
 
 class TaskHandle:
@@ -265,6 +280,7 @@ class Poller:
         self._max_tick_requests = 0
         self._failed_requests = 0
         self._rate_limited = 0
+        self._unknown_statuses = 0
         self._listeners: list[Callable[[], None]] = []
         self._early: dict[str, Video] = {}
         transport.subscribe_retries(self._on_retry)
@@ -352,6 +368,7 @@ class Poller:
             failed_requests=self._failed_requests,
             rate_limited=self._rate_limited,
             slowdown=self._slowdown,
+            unknown_statuses=self._unknown_statuses,
         )
 
     async def aclose(self) -> None:
@@ -504,22 +521,50 @@ class Poller:
                 self._missing([entry], now)
                 continue
             entry.missing = 0
-            status = item.get("status")
+            wire_status = item.get("status")
             # Type first: a list or dict status is unhashable and would crash the poller.
-            if type(status) is int and status in _IN_PROGRESS:
-                # Still running: keep only the status. Building a Video per poll would cost
-                # CPU and ~1 KiB per pending id for nothing (akool-api.md §5 shapes stay raw).
-                if entry.status is None or status >= entry.status:
-                    entry.status = STATUS_BY_VALUE[status]
-                self._reschedule(entry, now)
+            if type(wire_status) is int and wire_status in _IN_PROGRESS:
+                self._in_progress(entry, STATUS_BY_VALUE[wire_status], now)
                 continue
-            try:
-                video = structure(item, Video, where=RESULTS_PATH)
-            except AkoolResponseError as exc:
-                self._finish(entry, exc)
-                continue
-            self._apply(entry, video, now)
+            status = read_status(wire_status)
+            if status is None:
+                self._unknown_status(entry, wire_status, now)
+            elif not status.is_terminal:
+                self._in_progress(entry, status, now)
+            else:
+                try:
+                    if status is VideoStatus.COMPLETED and not _has_url(entry, item):
+                        # AKOOL said completed before filling video_url in (the webhook path
+                        # waits likewise): keep polling; the wait deadline still bounds it.
+                        # Reported as processing, so nothing counts it as finished yet.
+                        self._in_progress(entry, VideoStatus.PROCESSING, now)
+                        continue
+                    video = structure(item, Video, where=RESULTS_PATH)
+                except AkoolResponseError as exc:
+                    self._finish(entry, exc)
+                    continue
+                self._apply(entry, video, now)
         return None
+
+    def _in_progress(self, entry: _Entry, status: VideoStatus, now: float) -> None:
+        # Still running: keep only the status. Building a Video per poll would cost CPU and
+        # ~1 KiB per pending id for nothing (akool-api.md §5 shapes stay raw).
+        if entry.status is None or status >= entry.status:
+            entry.status = status
+        self._reschedule(entry, now)
+
+    def _unknown_status(self, entry: _Entry, wire_status: object, now: float) -> None:
+        # A status AKOOL may add later (or a garbled one) must not fail a video that may yet
+        # complete: keep polling, and say so once per id rather than once per poll.
+        self._unknown_statuses += 1
+        if not entry.odd_status_seen:
+            entry.odd_status_seen = True
+            logger.warning(
+                "video %s has an unknown status %.40r; it stays pending until its wait deadline",
+                entry.id,
+                wire_status,
+            )
+        self._reschedule(entry, now)
 
     def _apply(self, entry: _Entry, video: Video, now: float) -> None:
         if entry.future.done():
@@ -621,6 +666,24 @@ class Poller:
         else:
             raise exc
         return None
+
+
+def _has_url(entry: _Entry, item: Mapping[str, Any]) -> bool:
+    """Whether a completed item carries its url: False for a blank one (not there yet).
+
+    Raises:
+        AkoolResponseError: ``video_url`` is missing or not a string, which no later poll
+            is known to repair.
+    """
+    url = item.get("video_url")
+    if not isinstance(url, str):
+        raise AkoolResponseError(
+            f"video {entry.id} is completed but has no usable video_url ({url!r:.80})",
+            method="POST",
+            path=RESULTS_PATH,
+            body=dict(item),
+        )
+    return bool(url.strip())
 
 
 def result_items(envelope: Mapping[str, Any]) -> list[Any]:

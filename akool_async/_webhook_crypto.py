@@ -7,8 +7,9 @@ by the fake server and by users' tests.
 
 Note on AKOOL's scheme: the SHA-1 signature covers only values a third party may know (the
 client id is not secret), so it detects corruption, not forgery. Authenticity rests on
-``dataEncrypt`` decrypting with the client secret into a well-formed event, which is why every
-step after decryption is strict. AES-CBC without a MAC is open to padding-oracle attacks if a
+``dataEncrypt`` decrypting with the client secret into a well-formed event (valid padding,
+UTF-8 JSON, an ``_id`` and a status 1-4), so those checks stay strict; only ``type``, which
+nothing routes on, may be anything. AES-CBC without a MAC is open to padding-oracle attacks if a
 receiver reveals *which* check failed: receivers must answer every failure identically and keep
 the messages for their logs.
 """
@@ -31,17 +32,19 @@ import attrs
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ._constants import VIDEO_RETENTION_SECONDS
 from ._errors import AkoolValueError, WebhookVerificationError
-from ._models import VideoStatus
+from ._models import VideoStatus, read_status
 
 __all__ = ["DEFAULT_WEBHOOK_TOLERANCE", "WebhookEvent", "build_envelope", "verify_webhook"]
 
-# Ten minutes. AKOOL retries a delivery until it gets HTTP 200, and a retry may carry the
-# original timestamp, so a tight window would reject genuine late retries (and clock skew).
-# A replayed envelope can only re-deliver a status the receiver must already handle
-# idempotently (§8), so a wider window costs little; it still bounds how long a captured
-# envelope stays usable.
-DEFAULT_WEBHOOK_TOLERANCE: Final[float] = 600.0
+#: Seven days, as long as AKOOL keeps a video. AKOOL retries a delivery until it gets HTTP 200
+#: and does not document whether a retry is re-signed, so a retry may carry the original
+#: timestamp however late it comes: any shorter window could reject AKOOL's own retries (a
+#: receiver down for a day would lose every webhook of that day). A replayed envelope can only
+#: re-deliver news the receiver handles idempotently anyway (dedupe; a status never goes
+#: back), and nothing older than the videos themselves is accepted.
+DEFAULT_WEBHOOK_TOLERANCE: Final[float] = float(VIDEO_RETENTION_SECONDS)
 
 _AES_BLOCK_BYTES: Final = 16
 _AES_KEY_LENGTHS: Final = frozenset({16, 24, 32})
@@ -50,7 +53,6 @@ _AES_KEY_LENGTHS: Final = frozenset({16, 24, 32})
 _MAX_TIMESTAMP_MS: Final = 2**63 - 1
 # ASCII digits only: str.isdigit() and int() also accept other scripts' digits and "+", " ".
 _DIGITS: Final = re.compile(r"[0-9]{1,19}")
-_STATUS_VALUES: Final = frozenset(s.value for s in VideoStatus)
 
 
 @attrs.frozen(kw_only=True)
@@ -59,8 +61,9 @@ class WebhookEvent:
 
     Attributes:
         id: the video's ``_id``; route on this, never on ``type``.
-        status: the video's status at delivery time.
-        type: AKOOL's undocumented event type string, if any.
+        status: the video's status at delivery time (sent as an int or a numeric string).
+        type: AKOOL's undocumented event type, as sent (a string, a number, anything):
+            route on ``id``, never on this.
         url: the video URL (set when ``status`` is COMPLETED).
         timestamp: the envelope's timestamp, epoch milliseconds.
         nonce: the envelope's nonce, as a string.
@@ -69,7 +72,8 @@ class WebhookEvent:
 
     id: str
     status: VideoStatus
-    type: str | None
+    # Any JSON value may come: keep it in equality but out of the generated __hash__.
+    type: object = attrs.field(hash=False)
     url: str | None
     timestamp: int
     nonce: str
@@ -323,20 +327,17 @@ def _event(plaintext: bytes, *, timestamp: int, nonce: str) -> WebhookEvent:
     video_id = data.get("_id")
     if not isinstance(video_id, str) or not video_id:
         raise _fail("decrypted _id is missing or not a non-empty string")
-    status = data.get("status")
-    # Exact int: bool, float and numeric strings are not statuses.
-    if type(status) is not int or status not in _STATUS_VALUES:
+    # An int or a string of digits; bool and float are not statuses.
+    status = read_status(data.get("status"))
+    if status is None:
         raise _fail("decrypted status is missing or not one of 1, 2, 3, 4")
-    event_type = data.get("type")
-    if event_type is not None and not isinstance(event_type, str):
-        raise _fail("decrypted type is not a string")
     url = data.get("url")
     if url is not None and not isinstance(url, str):
         raise _fail("decrypted url is not a string")
     return WebhookEvent(
         id=video_id,
-        status=VideoStatus(status),
-        type=event_type,
+        status=status,
+        type=data.get("type"),
         url=url,
         timestamp=timestamp,
         nonce=nonce,

@@ -186,7 +186,8 @@ async def test_models_prints_a_table_and_json(fake: FakeAkoolServer) -> None:
 
     assert 0 == table.code
     assert "AkoolImage2VideoHDV1          720p,1080p       5,10     yes" in table.out
-    assert [m["value"] for m in DEFAULT_MODELS] == [m["value"] for m in json.loads(raw.out)]
+    by_sort = sorted(DEFAULT_MODELS, key=lambda m: -m["sort"])
+    assert [m["value"] for m in by_sort] == [m["value"] for m in json.loads(raw.out)]
 
 
 async def test_credits_prints_the_balance(fake: FakeAkoolServer) -> None:

@@ -7,8 +7,9 @@ needs for its own behaviour.
 
 from __future__ import annotations
 
+import pickle
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -26,8 +27,10 @@ from akool_async import (
     AkoolTimeoutError,
     AkoolValueError,
     AuthenticationError,
+    BudgetExceededError,
     ClientClosedError,
     CreateOutcomeUnknownError,
+    DownloadError,
     InsufficientCreditsError,
     NotFoundError,
     PermissionDeniedError,
@@ -39,6 +42,7 @@ from akool_async import (
     VideoFailedError,
     VideoStatus,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from akool_async._errors import error_class_for_code, error_class_for_http_status
 
@@ -303,3 +307,100 @@ async def test_partly_unreadable_batch_keeps_the_readable_ids(
         )
     assert (good,) == caught.value.video_ids
     assert 2 == caught.value.request["count"]
+
+
+# --- pickling --------------------------------------------------------------------------------
+
+_API_ERROR_ARGS: dict[str, Any] = {
+    "code": 1003,
+    "http_status": 200,
+    "method": "POST",
+    "path": "/api/open/v4/image2Video/createBySourcePrompt/batch",
+    "request_id": "req-1",
+    "retry_after": 2.5,
+    "body": {"code": 1003, "msg": "Parameter error"},
+}
+#: One representative instance per public error class that has its own constructor.
+_ERROR_EXAMPLES: dict[str, Callable[[], AkoolError]] = {
+    "AkoolError": lambda: AkoolError("something"),
+    "AkoolValueError": lambda: AkoolValueError("count: must be 1-10"),
+    "ClientClosedError": lambda: ClientClosedError("the client is closed"),
+    "AkoolConnectionError": lambda: AkoolConnectionError(
+        "connection refused", method="GET", path="/api/open/v3/faceswap/quota/info"
+    ),
+    "AkoolTimeoutError": lambda: AkoolTimeoutError("timed out", method="POST", path="/x"),
+    "WaitTimeoutError": lambda: WaitTimeoutError(
+        "not finished after 5s",
+        video_id="6b06a05adcf4bea9730c9d9d",
+        last_status=VideoStatus.PROCESSING,
+    ),
+    "CreateOutcomeUnknownError": lambda: CreateOutcomeUnknownError(
+        "answer lost",
+        path="/batch",
+        request={"prompt": "the cat waves", "count": 2},
+        video_ids=("6b06a05adcf4bea9730c9d9d",),
+    ),
+    "AkoolResponseError": lambda: AkoolResponseError(
+        "not JSON", method="POST", path="/x", http_status=502, body=b"<html>"
+    ),
+    "VideoFailedError": lambda: VideoFailedError(
+        Video(
+            id="6b06a05adcf4bea9730c9d9d",
+            status=VideoStatus.FAILED,
+            raw={"_id": "6b06a05adcf4bea9730c9d9d", "status": 4, "extra": [1]},
+        )
+    ),
+    "BudgetExceededError": lambda: BudgetExceededError(
+        "over budget", max_credits=100.0, charged=80.0, reserved=10.0, estimate=25.0
+    ),
+    "DownloadError": lambda: DownloadError(
+        "short read",
+        video_id="6b06a05adcf4bea9730c9d9d",
+        path="videos/v.mp4",
+        http_status=200,
+        expected=100,
+        received=50,
+    ),
+    "WebhookVerificationError": lambda: WebhookVerificationError("signature mismatch"),
+}
+
+
+def _example(cls: type[AkoolError]) -> AkoolError:
+    if cls.__name__ in _ERROR_EXAMPLES:
+        error = _ERROR_EXAMPLES[cls.__name__]()
+        assert type(error) is cls
+        return error
+    if issubclass(cls, AkoolAPIError):
+        return cls("Parameter error", **_API_ERROR_ARGS)
+    raise AssertionError(f"add a representative {cls.__name__} to _ERROR_EXAMPLES")
+
+
+_PUBLIC_ERRORS = sorted(
+    (
+        obj
+        for obj in (getattr(akool_async, name) for name in akool_async.__all__)
+        if isinstance(obj, type) and issubclass(obj, BaseException)
+    ),
+    key=lambda cls: cls.__name__,
+)
+
+
+@pytest.mark.parametrize("cls", _PUBLIC_ERRORS, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_every_public_error_pickles(cls: type[AkoolError], protocol: int) -> None:
+    """Each error survives pickling (multiprocessing, Celery) with message and attributes."""
+    error = _example(cls)
+    error.add_note("while creating line 3")
+    restored = pickle.loads(pickle.dumps(error, protocol=protocol))
+    assert type(error) is type(restored)
+    assert (error.args, str(error), repr(error)) == (restored.args, str(restored), repr(restored))
+    assert vars(error) == vars(restored)
+    if isinstance(error, VideoFailedError):
+        assert isinstance(restored, VideoFailedError)
+        assert error.video.raw == restored.video.raw
+
+
+def test_pickling_covers_every_public_error() -> None:
+    """The round trip above sees the whole public hierarchy, not a stale list."""
+    assert AkoolError in _PUBLIC_ERRORS
+    assert len(_PUBLIC_ERRORS) >= 19

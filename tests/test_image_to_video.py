@@ -69,7 +69,8 @@ async def test_models_list_sends_types_array_query(
     assert ("GET", "/api/open/v4/aigModel/list") == (call.method, call.path)
     assert {"types[]": ["1501"]} == call.query
     assert None is call.body
-    assert [m["value"] for m in server.models] == [m.value for m in models]
+    by_sort = sorted(server.models, key=lambda m: -m["sort"])
+    assert [m["value"] for m in by_sort] == [m.value for m in models]
     assert_authenticated(server)
 
 

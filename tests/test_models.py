@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import CREATE_ARGS
+from aiohttp import web
+from conftest import CREATE_ARGS, serve_app
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ from akool_async import (
     VideoRequest,
     VideoStatus,
 )
-from akool_async._models import _structure_video, _video_hook, structure
+from akool_async._models import _structure_video, _video_hook, is_video_id, structure
 from akool_async.testing import FakeAkoolServer
 
 VIDEO_ID = "65f1c2b3d4e5f6a7b8c9d0e1"
@@ -98,7 +99,8 @@ def test_video_raw_does_not_affect_equality() -> None:
         ({"status": 1}, "required field missing @ $.id"),
         ({"_id": VIDEO_ID}, "required field missing @ $.status"),
         ({"_id": VIDEO_ID, "status": 9}, "@ $.status"),
-        ({"_id": VIDEO_ID, "status": 3, "video_duration": "long"}, "@ $.video_duration"),
+        ({"_id": VIDEO_ID, "status": "done"}, "@ $.status"),
+        ({"_id": VIDEO_ID, "status": 5}, "@ $.status"),
         ({"_id": None, "status": 1}, "@ $.id"),
         ({"_id": 123, "status": 1}, "@ $.id"),
         ({"_id": "a,b", "status": 1}, "@ $.id"),
@@ -123,11 +125,83 @@ def test_non_object_item_raises_response_error() -> None:
         structure("not-an-item", Video, where="test")
 
 
-@pytest.mark.parametrize("wire", ["false", "true", 2, [], {}])
-def test_non_bool_flag_is_not_read_as_true(wire: object) -> None:
-    """A flag that is not a JSON boolean is a bad shape, never silently truthy."""
-    with pytest.raises(AkoolResponseError, match="only_add_audio"):
-        structure({"_id": VIDEO_ID, "status": 1, "only_add_audio": wire}, Video, where="test")
+@pytest.mark.parametrize(
+    ("wire", "read"),
+    [("false", None), ("true", None), (2, None), ([], None), ({}, None), (0, False), (1, True)],
+)
+def test_non_bool_flag_is_never_silently_truthy(wire: object, read: bool | None) -> None:
+    """A flag that is not a JSON boolean reads as None (0 and 1 as False and True), never fails."""
+    video = structure({"_id": VIDEO_ID, "status": 1, "only_add_audio": wire}, Video, where="test")
+    assert read is video.only_add_audio
+
+
+def test_wrong_typed_optional_fields_read_as_none() -> None:
+    """Optional fields that do not read are None; the rest are set; the whole item stays in raw."""
+    item = {
+        **RESULT_ITEM,
+        "video_duration": "long",
+        "deduction_credit": "30",
+        "create_time": "yesterday",
+        "update_time": 1_700_000_060_000.0,
+        "prompt": 7,
+        "only_add_audio": "no",
+        "webhookUrl": None,
+        "batch_count": "three",
+        "resolution": {"value": "720p"},
+        "an_unknown_key": [1, 2],
+    }
+    video = structure(item, Video, where="test")
+    assert (VIDEO_ID, VideoStatus.COMPLETED, "https://cdn.example/v.mp4") == (
+        video.id,
+        video.status,
+        video.video_url,
+    )
+    assert (None, 30.0, None, 1_700_000_060_000) == (
+        video.video_duration,
+        video.deduction_credit,
+        video.create_time,
+        video.update_time,
+    )
+    assert [None] * 6 == [
+        video.prompt,
+        video.only_add_audio,
+        video.webhook_url,
+        video.batch_count,
+        video.resolution,
+        video.model_name,
+    ]
+    assert ("cat.png", "https://images.example/cat.png") == (video.file_name, video.image_url)
+    assert item == dict(video.raw)
+
+
+def test_video_maps_create_fields() -> None:
+    """The successList fields model_name, batch_id, batch_count, ... are typed Video fields."""
+    item = {
+        "_id": VIDEO_ID,
+        "status": "1",
+        "model_name": "AkoolImage2VideoHDV1",
+        "batch_id": "b-1",
+        "batch_count": 3,
+        "negative_prompt": "blur",
+        "last_image_url": "https://images.example/last.png",
+        "effect_name": "Squish",
+        "effect_code": "squish_1",
+    }
+    video = structure(item, Video, where="test")
+    assert (
+        Video(
+            id=VIDEO_ID,
+            status=VideoStatus.QUEUEING,
+            model_name="AkoolImage2VideoHDV1",
+            batch_id="b-1",
+            batch_count=3,
+            negative_prompt="blur",
+            last_image_url="https://images.example/last.png",
+            effect_name="Squish",
+            effect_code="squish_1",
+        )
+        == video
+    )
 
 
 async def test_models_list_maps_fields(client: AkoolClient, server: FakeAkoolServer) -> None:
@@ -154,10 +228,44 @@ async def test_models_list_maps_fields(client: AkoolClient, server: FakeAkoolSer
 
 
 async def test_models_keep_raw(client: AkoolClient, server: FakeAkoolServer) -> None:
-    """Unmapped model keys (sort, group, maxImageCount) stay in ``AIModel.raw``."""
-    (fast, *_) = await client.models.list()
-    assert dict(server.models[0]) == dict(fast.raw)
-    assert (1, "akool", 1) == (fast.raw["sort"], fast.raw["group"], fast.raw["maxImageCount"])
+    """``sort``, ``group`` and ``maxImageCount`` are mapped; the whole item stays in raw."""
+    wire = {**server.models[0], "brand_new": {"x": 1}}
+    server.models = [wire]
+    (model,) = await client.models.list()
+    assert wire == dict(model.raw)
+    assert (wire["sort"], wire["group"], wire["maxImageCount"]) == (
+        model.sort,
+        model.group,
+        model.max_image_count,
+    )
+
+
+async def test_models_ordered_by_sort_highest_first(
+    client: AkoolClient, server: FakeAkoolServer
+) -> None:
+    """``list()`` orders by AKOOL's ``sort``, highest first; equal or missing sorts keep order."""
+    sorts = {"a": 1, "b": 5, "c": None, "d": "3", "e": 5, "f": "high"}
+    server.models = [{"value": name, "sort": sort} for name, sort in sorts.items()]
+    assert ["b", "e", "d", "a", "c", "f"] == [m.value for m in await client.models.list()]
+
+
+async def test_resolution_unit_credit(client: AkoolClient, server: FakeAkoolServer) -> None:
+    """Each resolution's ``unit_credit`` is exposed as a number (its unit is undocumented)."""
+    server.models = [
+        {
+            "value": "m",
+            "resolutionList": [
+                {"value": "720p", "unit_credit": 20},
+                {"value": "1080p", "unit_credit": "2.5", "width": "1920"},
+                {"value": "4k", "unit_credit": "lots"},
+            ],
+        }
+    ]
+    (model,) = await client.models.list()
+    assert [("720p", 20.0, None), ("1080p", 2.5, 1920), ("4k", None, None)] == [
+        (r.value, r.unit_credit, r.width) for r in model.resolutions
+    ]
+    assert {"value": "4k", "unit_credit": "lots"} == dict(model.resolutions[2].raw)
 
 
 async def test_supports_audio_follows_generate_audio_not_null(
@@ -191,33 +299,59 @@ async def test_model_nulls_fall_back_to_defaults(
     assert AIModel(value="bare") == bare
 
 
-@pytest.mark.parametrize(
-    ("models", "messages"),
-    [
-        ([{"label": "no value"}], ["required field missing @ $[0].value"]),
-        ([{"value": "m", "maxCount": "lots"}], ["expected int", "@ $[0].max_count"]),
-        (
-            [{"value": "m", "resolutionList": [{"label": "x"}]}],
-            ["required field missing @ $[0].resolutions[0].value"],
-        ),
-        ([{"value": "m", "durationList": ["five"]}], ["@ $[0].durations[0]"]),
-        ([{"value": "m", "supportedLastFrame": "false"}], ["@ $[0].supports_last_frame"]),
-    ],
-)
-async def test_bad_model_list_raises_response_error(
-    client: AkoolClient, server: FakeAkoolServer, models: list[Any], messages: list[str]
+async def test_surprising_model_fields_are_read_as_far_as_they_go(
+    client: AkoolClient, server: FakeAkoolServer
 ) -> None:
-    """A model list that does not fit AIModel raises AkoolResponseError naming where."""
-    server.models = models
-    with pytest.raises(AkoolResponseError) as info:
-        await client.models.list()
-    for message in messages:
-        assert message in str(info.value)
+    """Wrong-typed model fields read as their defaults; the model is kept and list() succeeds."""
+    wire = {
+        "value": "m",
+        "label": 5,
+        "isPro": 1,
+        "requiresPay": "yes",
+        "maxCount": "lots",
+        "maxImageCount": 2.0,
+        "supportedLastFrame": "false",
+        "supportedExtendPrompt": 0,
+        "durationList": ["five", 5, 10.0, True],
+        "resolutionList": [{"label": "no value"}, {"value": "720p"}, "4k"],
+        "sort": [1],
+    }
+    server.models = [wire]
+    (model,) = await client.models.list()
+    assert (
+        AIModel(
+            value="m",
+            is_pro=True,
+            max_image_count=2,
+            durations=(5, 10),
+            resolutions=(Resolution(value="720p"),),
+        )
+        == model
+    )
+    assert wire == dict(model.raw)
+
+
+async def test_unusable_model_items_are_left_out_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An item without a string ``value`` (nothing to create with) is skipped, never fatal."""
+    items = [{"label": "no value"}, "not-a-model", {"value": 7}, None, {"value": "ok"}]
+
+    async def model_list(request: web.Request) -> web.Response:
+        return web.json_response({"code": 1000, "msg": "OK", "data": items})
+
+    app = web.Application()
+    app.router.add_get("/api/open/v4/aigModel/list", model_list)
+    async with serve_app(app) as url, AkoolClient("k" * 32, base_url=url) as client:
+        with caplog.at_level("WARNING", logger="akool_async"):
+            models = await client.models.list()
+    assert [AIModel(value="ok")] == models
+    assert 4 == sum("left out" in r.getMessage() for r in caplog.records)
 
 
 def test_non_object_model_raises_response_error() -> None:
-    """A model that is not a JSON object raises AkoolResponseError."""
-    with pytest.raises(AkoolResponseError, match=r"expected AIModel @ \$\[0\]"):
+    """Structured directly, a model that is not a JSON object raises AkoolResponseError."""
+    with pytest.raises(AkoolResponseError, match=r"@ \$\[0\]"):
         structure(["not-a-model"], list[AIModel], where="test")
 
 
@@ -389,6 +523,9 @@ _VIDEO_ITEM = st.fixed_dictionaries(
         "resolution": _TEXT,
         "webhookUrl": _TEXT,
         "only_add_audio": st.one_of(st.booleans(), _NOISE),
+        "model_name": st.one_of(_TEXT, _NOISE),
+        "batch_count": st.one_of(st.integers(1, 10), _NOISE),
+        "effect_code": _TEXT,
         "sub_type": _NOISE,
     },
 )
@@ -398,10 +535,13 @@ _VIDEO_ITEM = st.fixed_dictionaries(
 @given(
     _VIDEO_ITEM,
     st.sampled_from(["6b06a05adcf4bea9730c9d9d"] * 4 + ["", "a,b", None, 7]),
-    st.sampled_from([1, 2, 3, 4] * 2 + [5, True, 3.0, "3", None]),
+    st.sampled_from([1, 2, 3, 4] * 2 + [5, True, 3.0, "3", "x", None]),
 )
 def test_video_fast_path_matches_cattrs(item: dict[str, Any], video_id: Any, status: Any) -> None:
-    """The hand-written hot path for Video builds exactly what the cattrs hook builds, or defers."""
+    """The hand-written hot path for Video builds exactly what the cattrs hook builds.
+
+    Both refuse only an unusable ``_id`` or status; any optional field reads or is None.
+    """
     item = {**item, "_id": video_id, "status": status}
 
     def build(hook: Any) -> Any:
@@ -412,7 +552,6 @@ def test_video_fast_path_matches_cattrs(item: dict[str, Any], video_id: Any, sta
         return (attrs.asdict(video, recurse=False), type(video.video_duration))
 
     fast, generated = build(_structure_video), build(_video_hook)
-    if isinstance(generated, type):
-        assert isinstance(fast, type)  # both refuse (the fast path defers to cattrs)
-    else:
-        assert generated == fast
+    assert generated == fast
+    readable_status = status == "3" or (type(status) is int and 1 <= status <= 4)
+    assert isinstance(generated, tuple) == (is_video_id(video_id) and readable_status)

@@ -9,10 +9,12 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import CREATE_ARGS, FAST_POLL
+from aiohttp import web
+from conftest import CREATE_ARGS, FAST_POLL, serve_app
 
 from akool_async import (
     AkoolClient,
+    AkoolResponseError,
     AkoolValueError,
     ClientClosedError,
     NotFoundError,
@@ -376,3 +378,150 @@ async def test_wait_rejects_a_bad_timeout(client: AkoolClient, timeout: object) 
         await handle.wait(timeout=timeout)  # type: ignore[arg-type]
     with pytest.raises(AkoolValueError, match="timeout"):
         await client.wait_all([handle], timeout=timeout)  # type: ignore[arg-type]
+
+
+# --- surprising result items (a loopback stand-in for AKOOL answers them) ----------------------
+
+
+@attrs.define
+class ResultsApp:
+    """Answers resultsByIds with ``items[id]`` (ids without one are left out of the answer).
+
+    ``polled(id, n)`` returns once ``n`` answers about the id went out: an event to wait on,
+    never a clock.
+    """
+
+    url: str = ""
+    items: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    served: dict[str, int] = attrs.Factory(dict)
+    changed: asyncio.Condition = attrs.Factory(asyncio.Condition)
+
+    async def answer(self, request: web.Request) -> web.Response:
+        ids = (await request.json())["_ids"].split(",")
+        result = [self.items[i] for i in ids if i in self.items]
+        async with self.changed:
+            for i in ids:
+                self.served[i] = self.served.get(i, 0) + 1
+            self.changed.notify_all()
+        return web.json_response({"code": 1000, "msg": "OK", "data": {"result": result}})
+
+    async def polled(self, video_id: str, times: int) -> None:
+        async with asyncio.timeout(10), self.changed:
+            await self.changed.wait_for(lambda: self.served.get(video_id, 0) >= times)
+
+
+@pytest.fixture
+async def results_app() -> AsyncIterator[ResultsApp]:
+    """A ``ResultsApp`` served on loopback."""
+    state = ResultsApp()
+    app = web.Application()
+    app.router.add_post(RESULTS_PATH, state.answer)
+    async with serve_app(app) as state.url:
+        yield state
+
+
+@pytest.fixture
+async def odd_client(results_app: ResultsApp) -> AsyncIterator[AkoolClient]:
+    """A fast client for ``results_app``."""
+    async with AkoolClient(
+        "k" * 32, base_url=results_app.url, poll=FAST_POLL, retry=RetryPolicy.fast()
+    ) as akool:
+        yield akool
+
+
+ODD_ID = "6b06a05adcf4bea9730c9d9d"
+GOOD_URL = "https://cdn.example/v.mp4"
+
+
+async def test_wrong_typed_optional_fields_never_fail_a_video(
+    results_app: ResultsApp, odd_client: AkoolClient
+) -> None:
+    """A completed item with surprising optional fields resolves: what reads is set, raw whole."""
+    item = {
+        "_id": ODD_ID,
+        "status": 3,
+        "video_url": GOOD_URL,
+        "only_add_audio": "no",
+        "video_duration": "five seconds",
+        "deduction_credit": "25",
+        "create_time": [2024],
+        "model_name": "AkoolImage2VideoHDV1",
+        "batch_count": {"n": 1},
+        "brand_new_key": {"nested": True},
+    }
+    results_app.items[ODD_ID] = item
+    video = await odd_client.image_to_video.handle(ODD_ID)
+    assert (VideoStatus.COMPLETED, GOOD_URL, "AkoolImage2VideoHDV1", 25.0) == (
+        video.status,
+        video.video_url,
+        video.model_name,
+        video.deduction_credit,
+    )
+    assert [None] * 4 == [
+        video.only_add_audio,
+        video.video_duration,
+        video.create_time,
+        video.batch_count,
+    ]
+    assert item == dict(video.raw)
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+async def test_completed_with_empty_url_stays_pending_until_it_has_one(
+    results_app: ResultsApp, odd_client: AkoolClient, blank: str
+) -> None:
+    """Status 3 with ``video_url: ""`` keeps the handle pending (shown as processing)."""
+    results_app.items[ODD_ID] = {"_id": ODD_ID, "status": 3, "video_url": blank}
+    handle = odd_client.image_to_video.handle(ODD_ID)
+    await results_app.polled(ODD_ID, 3)
+    assert (False, VideoStatus.PROCESSING) == (handle.done(), handle.status)
+    with pytest.raises(WaitTimeoutError):
+        await handle.wait(timeout=0.01)  # the wait deadline bounds it
+
+    results_app.items[ODD_ID] = {"_id": ODD_ID, "status": 3, "video_url": GOOD_URL}
+    assert GOOD_URL == (await handle).video_url
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"_id": ODD_ID, "status": 3},
+        {"_id": ODD_ID, "status": 3, "video_url": None},
+        {"_id": ODD_ID, "status": 3, "video_url": 5},
+    ],
+    ids=["missing", "null", "number"],
+)
+async def test_completed_without_a_usable_url_fails(
+    results_app: ResultsApp, odd_client: AkoolClient, item: dict[str, Any]
+) -> None:
+    """A completed item whose ``video_url`` is missing or not a string fails the handle."""
+    results_app.items[ODD_ID] = item
+    with pytest.raises(AkoolResponseError, match="no usable video_url") as info:
+        await odd_client.image_to_video.handle(ODD_ID)
+    assert item == info.value.body
+
+
+async def test_unknown_status_stays_pending_with_one_warning(
+    results_app: ResultsApp, odd_client: AkoolClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Status 5 keeps the video pending: one WARNING per id, counted in the statistics."""
+    other = "6b06a05adcf4bea9730c9d9e"
+    results_app.items[ODD_ID] = {"_id": ODD_ID, "status": 5, "video_url": GOOD_URL}
+    results_app.items[other] = {"_id": other, "status": "later"}
+    with caplog.at_level("WARNING", logger="akool_async"):
+        handle = odd_client.image_to_video.handle(ODD_ID)
+        other_handle = odd_client.image_to_video.handle(other)
+        # The third answer is only asked for once the first two were handled.
+        await results_app.polled(ODD_ID, 3)
+        await results_app.polled(other, 3)
+        assert (False, False) == (handle.done(), other_handle.done())
+        with pytest.raises(WaitTimeoutError):
+            await handle.wait(timeout=0.01)
+        assert odd_client.poller.statistics().unknown_statuses >= 4
+        results_app.items[ODD_ID] = {"_id": ODD_ID, "status": "3", "video_url": GOOD_URL}
+        assert GOOD_URL == (await handle).video_url
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert 1 == sum(ODD_ID in w for w in warnings)
+    assert 1 == sum(other in w for w in warnings)
+    assert "unknown status 5" in warnings[0] or "unknown status 5" in warnings[1]

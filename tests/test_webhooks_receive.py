@@ -235,12 +235,49 @@ async def test_receive_rejects_other_credentials(
         await hook_client.webhooks.receive(forged)
 
 
+DAY_MS = 86_400_000
+
+
 async def test_receive_tolerance(server: FakeAkoolServer, hook_client: AkoolClient) -> None:
-    """A day-old envelope is rejected by default and accepted with tolerance=None."""
-    stale = envelope(server, "d" * 24, 2, timestamp=int(time.time() * 1000) - 86_400_000)
+    """A retry a day late passes; an envelope older than any video lives (7 days) does not."""
+    now_ms = int(time.time() * 1000)
+    late_retry = envelope(server, "d" * 24, 2, timestamp=now_ms - DAY_MS)
+    assert "d" * 24 == (await hook_client.webhooks.receive(late_retry)).id
+    stale = envelope(server, "d" * 24, 2, timestamp=now_ms - 8 * DAY_MS)
     with pytest.raises(WebhookVerificationError, match="timestamp"):
         await hook_client.webhooks.receive(stale)
     assert "d" * 24 == (await hook_client.webhooks.receive(stale, tolerance=None)).id
+
+
+async def test_replayed_genuine_deliveries_do_no_harm(
+    server: FakeAkoolServer,
+    hook_client: AkoolClient,
+    hook_url: str,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Genuine deliveries replayed later, in any order, are answered 200 and change nothing.
+
+    The wide default window accepts them, so dedupe and "a status never goes back" carry the
+    safety: the handle keeps the first completion, and an old "processing" cannot reopen it.
+    """
+    server.webhook_drop = drop_all
+    (handle,) = await create(hook_client)
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    processing = envelope(server, handle.id, 2, timestamp=hour_ago)
+    completed = envelope(server, handle.id, 3, url="https://v/first", timestamp=hour_ago + 1)
+    assert 200 == (await post(http, hook_url, processing))[0]
+    assert 200 == (await post(http, hook_url, completed))[0]
+    first = await handle
+
+    other_url = envelope(server, handle.id, 3, url="https://v/second")
+    failed = envelope(server, handle.id, 4)
+    for replay in (processing, completed, other_url, failed, processing):
+        assert 200 == (await post(http, hook_url, replay))[0]
+
+    assert handle.video is not None
+    assert (VideoStatus.COMPLETED, "https://v/first") == (handle.status, handle.video.video_url)
+    assert first is await handle
+    assert [] == server.calls("results")  # webhook videos: only deliveries moved this handle
 
 
 async def test_receive_needs_client_id(server: FakeAkoolServer) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Final
 
 from .._core import ClientCore
 from .._errors import AkoolResponseError, AkoolValueError
-from .._models import AIModel, structure
+from .._models import AIModel, read_model
+
+logger = logging.getLogger("akool_async")
 
 MODELS_PATH: Final = "/api/open/v4/aigModel/list"
 #: Model type of image-to-video (1502 is text-to-video).
@@ -21,9 +24,11 @@ class AIModels:
         self._core = core
 
     async def list(self, types: Iterable[int] = (IMAGE_TO_VIDEO,)) -> list[AIModel]:
-        """The models of the given types (image-to-video by default).
+        """The models of the given types (image-to-video by default), highest ``sort`` first.
 
-        The image-to-video list is remembered: later creates are checked against it.
+        A model is read as far as its fields allow (see ``AIModel``); only an item without a
+        string ``value`` (no name to create with) is left out, with a warning. The
+        image-to-video list is remembered: later creates are checked against it.
         """
         kinds = tuple(types)
         if not kinds or any(isinstance(t, bool) or not isinstance(t, int) for t in kinds):
@@ -36,7 +41,18 @@ class AIModels:
             raise AkoolResponseError(
                 "aigModel/list answered without a data list", method="GET", path=MODELS_PATH
             )
-        models = structure(data, list[AIModel], where=MODELS_PATH)
+        models: list[AIModel] = []
+        for index, item in enumerate(data):
+            model = read_model(item)
+            if model is None:
+                logger.warning(
+                    "aigModel/list item %d has no string value; left out: %.200r", index, item
+                )
+            else:
+                models.append(model)
+        # AKOOL's console shows the highest sort first (akool-api.md §10); sorted() is stable,
+        # so models of equal (or no) sort keep AKOOL's order.
+        models.sort(key=lambda m: (m.sort is None, -(m.sort or 0)))
         if kinds == (IMAGE_TO_VIDEO,):
             self._core.catalog.remember(models)
         return models
