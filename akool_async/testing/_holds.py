@@ -28,9 +28,6 @@ class Holds:
             if gate is not None:
                 gate.set()
 
-    def is_held(self, endpoint: str) -> bool:
-        return endpoint in self._gates
-
     async def pass_gate(self, endpoint: str) -> None:
         """Return at once, or when the hold on ``endpoint`` is released."""
         gate = self._gates.get(endpoint)
