@@ -108,8 +108,7 @@ async def test_cancelling_a_create_costs_only_if_it_was_sent(server: FakeAkoolSe
     ) as client:
         in_flight = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
         queued = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
-        while server.call_count("create_batch") == 0:  # noqa: ASYNC110 - no event to wait on
-            await asyncio.sleep(0.01)
+        await server.wait_for_calls("create_batch")
         for task in (queued, in_flight):
             task.cancel()
         await asyncio.gather(queued, in_flight, return_exceptions=True)

@@ -108,9 +108,7 @@ async def test_chaos_nothing_lost_nothing_doubled() -> None:
             stats = client.poller.statistics()
 
         # A slow create acts after the client gave up: let the fake finish before counting.
-        async with asyncio.timeout(10):
-            while any(r.finished_at is None for r in server.requests):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await server.wait_idle(timeout=10)
 
         creates = server.calls("create_batch")
         by_prompt: dict[str, list[RecordedRequest]] = collections.defaultdict(list)

@@ -164,8 +164,7 @@ async def test_cancelling_a_download_leaves_no_partial_file(
     (video,) = await finished(client, 1)
     server.inject("download", Fault(FaultKind.SLOW, delay=5.0))
     task = asyncio.create_task(client.download(video, tmp_path / "v.mp4"))
-    while server.call_count("download") == 0:  # noqa: ASYNC110 - the fake has no event for it
-        await asyncio.sleep(0.01)
+    await server.wait_for_calls("download")
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -766,6 +766,154 @@ async def test_max_in_flight_with_create_latency(
     assert 5 == server.created_count
 
 
+# -- waiting and holding ---------------------------------------------------------------------
+
+
+async def test_wait_for_calls_returns_on_arrival_and_answered_waits_for_answers(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """wait_for_calls returns once n requests arrived; answered=True once n were answered."""
+    server.hold("credits")
+    tasks = [asyncio.create_task(call(http, server, "credits")) for _ in range(3)]
+    arrived = await server.wait_for_calls("credits", 3)
+    assert 3 == len(arrived)
+    assert all(r.endpoint == "credits" and r.finished_at is None for r in arrived)
+    with pytest.raises(TimeoutError, match="'credits' received 0 answered requests, not 1"):
+        await server.wait_for_calls("credits", answered=True, timeout=0.05)
+    server.release("credits")
+    answered = await server.wait_for_calls("credits", 3, answered=True)
+    assert arrived == answered
+    assert all(r.finished_at is not None for r in answered)
+    assert [200, 200, 200] == [status for status, _ in await asyncio.gather(*tasks)]
+
+
+async def test_wait_for_calls_times_out_and_checks_the_endpoint(server: FakeAkoolServer) -> None:
+    """A wait that is never satisfied raises TimeoutError saying what was missing."""
+    with pytest.raises(TimeoutError, match="'results' received 0 requests, not 1"):
+        await server.wait_for_calls("results", timeout=0.05)
+    with pytest.raises(ValueError, match="unknown endpoint"):
+        await server.wait_for_calls("result")
+
+
+async def test_wait_until_wakes_on_each_request(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """wait_until re-checks its predicate as requests finish, and returns once it holds."""
+    waiter = asyncio.create_task(server.wait_until(lambda: server.created_count >= 2))
+    await create(http, server)
+    assert not waiter.done()
+    await create(http, server)
+    await asyncio.wait_for(waiter, timeout=10)
+    with pytest.raises(TimeoutError, match="is still false"):
+        await server.wait_until(lambda: server.created_count > 2, timeout=0.05)
+
+
+async def test_wait_idle_waits_for_a_request_the_client_gave_up_on(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """wait_idle returns only once the fake has finished every request, even abandoned ones."""
+    server.inject("create_batch", Fault(FaultKind.SLOW, delay=0.3))
+    method, path = ENDPOINT_PATHS["create_batch"]
+    with pytest.raises(TimeoutError):
+        async with http.request(
+            method,
+            server.url + path,
+            json=BATCH,
+            headers=KEY,
+            timeout=aiohttp.ClientTimeout(total=0.05),
+        ):
+            pass
+    await server.wait_idle()
+    assert 1 == server.created_count
+    assert all(r.finished_at is not None for r in server.requests)
+
+
+async def test_wait_idle_times_out_per_endpoint(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """wait_idle(endpoint) ignores other endpoints; a held request keeps it waiting."""
+    with server.holding("credits"):
+        task = asyncio.create_task(call(http, server, "credits"))
+        await server.wait_for_calls("credits")
+        await server.wait_idle("results")
+        with pytest.raises(TimeoutError, match="1 requests still in flight"):
+            await server.wait_idle(timeout=0.05)
+    await server.wait_idle()
+    assert 200 == (await task)[0]
+
+
+async def test_hold_keeps_requests_unanswered_and_unacted_until_release(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """A held create is recorded but creates nothing and gets no answer until release()."""
+    server.hold("create_batch")
+    server.hold("create_batch")  # holding twice is still one hold
+    held = asyncio.create_task(create(http, server))
+    await server.wait_for_calls("create_batch")
+    done, _ = await asyncio.wait({held}, timeout=0.2)
+    assert (set(), 0) == (done, server.created_count)
+    assert 200 == (await call(http, server, "credits"))[0]  # other endpoints are not held
+    server.release("create_batch")
+    assert 1 == len(await asyncio.wait_for(held, timeout=10))
+    assert 1 == len(await create(http, server))  # released: later requests pass straight on
+    assert 2 == server.created_count
+
+
+async def test_holding_releases_on_the_way_out_even_on_error(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``with server.holding(...)`` releases when the block ends, by error too."""
+    tasks = []
+
+    async def fail_while_holding() -> None:
+        with server.holding("credits"):
+            tasks.append(asyncio.create_task(call(http, server, "credits")))
+            await server.wait_for_calls("credits")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_while_holding()
+    assert 200 == (await asyncio.wait_for(tasks[0], timeout=10))[0]
+    with pytest.raises(ValueError, match="unknown endpoint"):
+        server.hold("credit")
+
+
+async def test_close_releases_holds(http: aiohttp.ClientSession) -> None:
+    """close() lets held requests finish instead of leaving them to be cancelled."""
+    server = FakeAkoolServer()
+    await server.start()
+    try:
+        server.hold("credits")
+        task = asyncio.create_task(call(http, server, "credits"))
+        await server.wait_for_calls("credits")
+    finally:
+        await server.close()
+    assert 200 == (await asyncio.wait_for(task, timeout=10))[0]
+
+
+def test_public_names_are_unchanged_and_read_akool_async_testing() -> None:
+    """The package split kept every public name, and exported classes name the public module."""
+    import akool_async.testing as testing
+
+    assert [
+        "DEFAULT_API_KEY",
+        "DEFAULT_CLIENT_ID",
+        "DEFAULT_MODELS",
+        "ENDPOINT_PATHS",
+        "WEBHOOK_EVENT_TYPE",
+        "FakeAkoolServer",
+        "FakeVideo",
+        "Fault",
+        "FaultKind",
+        "RecordedRequest",
+        "WebhookDelivery",
+        "serve_forever",
+        "sign_webhook",
+        "video_bytes",
+    ] == testing.__all__
+    assert "akool_async.testing" == FakeAkoolServer.__module__ == FaultKind.__module__
+
+
 # -- webhooks --------------------------------------------------------------------------------
 
 

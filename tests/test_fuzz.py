@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -188,12 +188,16 @@ class FuzzServer:
     def __init__(self) -> None:
         self.answer = Answer(200, b"{}", None)
         self.served = 0
+        #: Called after each request is counted in ``served``.
+        self.on_served: Callable[[], object] | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.served += 1
+        if self.on_served is not None:
+            self.on_served()
         answer = self.answer
         headers = {} if answer.retry_after is None else {"Retry-After": answer.retry_after}
         return web.Response(status=answer.status, body=answer.body, headers=headers)
@@ -291,12 +295,20 @@ async def test_any_results_answer_keeps_the_poller_typed(
     """Whatever resultsByIds answers, a polled handle ends with a Video or an AkoolError."""
     fuzz_server.answer = answer
     fuzz_server.served = 0
+    news = asyncio.Event()  # set by every request served and every poller tick
+    fuzz_server.on_served = news.set
     async with fuzz_client(fuzz_server.url) as client:
+        unsubscribe = client.poller.subscribe(news.set)
         handle = client.image_to_video.handle(VIDEO_ID)
-        async with asyncio.timeout(5):
-            # Enough polls for the missing-id and retry paths; the handle may stay pending.
-            while fuzz_server.served < 6 and not handle.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.001)
+        try:
+            async with asyncio.timeout(5):
+                # Enough polls for the missing-id and retry paths; the handle may stay pending.
+                while fuzz_server.served < 6 and not handle.done():
+                    news.clear()
+                    await news.wait()
+        finally:
+            unsubscribe()
+            fuzz_server.on_served = None
         if not handle.done():
             event("handle still pending")
             return

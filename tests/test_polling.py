@@ -39,11 +39,17 @@ def make_client(server: FakeAkoolServer, **kwargs: Any) -> AkoolClient:
     return AkoolClient(server.api_key, base_url=server.url, **kwargs)
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Return once ``condition()`` holds; fail the test after 10 s."""
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110  # the fake and poller offer no event to await
-            await asyncio.sleep(0.005)
+async def until(client: AkoolClient, condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds, checked after each poller tick; fail after 10 s."""
+    ticked = asyncio.Event()
+    unsubscribe = client.poller.subscribe(ticked.set)
+    try:
+        async with asyncio.timeout(10):
+            while not condition():
+                ticked.clear()
+                await ticked.wait()
+    finally:
+        unsubscribe()
 
 
 def polls_of(server: FakeAkoolServer, video_id: str, *, since: int = 0) -> list[Any]:
@@ -63,7 +69,7 @@ async def pinned_handle(
     """A handle whose video the fake holds at ``status``, once the handle has seen it."""
     (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
     server.set_status(handle.id, status)
-    await until(lambda: handle.status is status)
+    await until(client, lambda: handle.status is status)
     return handle
 
 
@@ -86,7 +92,7 @@ async def test_cancelling_one_waiter_leaves_the_rest(
     assert not handle.done()
     assert not any(t.done() for t in others)
     mark = len(server.requests)
-    await until(lambda: len(polls_of(server, handle.id, since=mark)) >= 2)
+    await server.wait_until(lambda: len(polls_of(server, handle.id, since=mark)) >= 2)
     server.complete(handle.id)
     first, second = await asyncio.gather(*others)
     assert first == second == await handle
@@ -130,7 +136,7 @@ async def test_client_wait_timeout_is_the_default(server: FakeAkoolServer) -> No
             await handle
         assert VideoStatus.QUEUEING is info.value.last_status
         server.complete(handle.id)
-        await until(handle.done)
+        await until(client, handle.done)
         assert VideoStatus.COMPLETED is (await handle).status
 
 
@@ -158,7 +164,7 @@ async def test_status_follows_progression(client: AkoolClient, server: FakeAkool
     unsubscribe = client.poller.subscribe(lambda: seen.append(handle.status))
     await handle
     # The listener runs after the tick that resolved the handle: wait for that call.
-    await until(lambda: VideoStatus.COMPLETED in seen)
+    await until(client, lambda: VideoStatus.COMPLETED in seen)
     unsubscribe()
     assert seen == sorted(seen, key=int)
     assert VideoStatus.COMPLETED is seen[-1]
@@ -169,7 +175,7 @@ async def test_status_never_goes_backwards(client: AkoolClient, server: FakeAkoo
     handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
     server.set_status(handle.id, VideoStatus.QUEUEING)
     mark = len(server.requests)
-    await until(lambda: len(polls_of(server, handle.id, since=mark)) >= 2)
+    await server.wait_until(lambda: len(polls_of(server, handle.id, since=mark)) >= 2)
     assert VideoStatus.PROCESSING is handle.status
     server.complete(handle.id)
     assert VideoStatus.COMPLETED is (await handle).status
@@ -202,7 +208,7 @@ async def test_transient_miss_does_not_fail(client: AkoolClient, server: FakeAko
     handle = await pinned_handle(client, server, VideoStatus.PROCESSING)
     server.forget(handle.id)
     mark = len(server.requests)
-    await until(lambda: len(polls_of(server, handle.id, since=mark)) >= 1)
+    await server.wait_until(lambda: len(polls_of(server, handle.id, since=mark)) >= 1)
     server.videos[handle.id].forgotten = False
     server.complete(handle.id)
     assert VideoStatus.COMPLETED is (await handle).status

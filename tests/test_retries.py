@@ -86,10 +86,7 @@ async def akool(
 
 async def settled(server: FakeAkoolServer) -> None:
     """Wait until the fake has finished every request (a slow one acts after the client left)."""
-    async with asyncio.timeout(5):
-        # The fake has no event for "request finished"; its log is the source of truth.
-        while any(r.finished_at is None for r in server.requests):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    await server.wait_idle(timeout=5)
 
 
 def retry_logs(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:

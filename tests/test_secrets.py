@@ -230,9 +230,7 @@ async def test_no_secret_in_logs_errors_or_reprs(caplog: pytest.LogCaptureFixtur
         api_key=API_KEY, client_id=CLIENT_ID, queue_seconds=0.05, process_seconds=0.1
     ) as server:
         await run_session(session, server)
-        async with asyncio.timeout(5):
-            while any(r.finished_at is None for r in server.requests):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        await server.wait_idle(timeout=5)
         tokens = {
             r.headers["authorization"].removeprefix("Bearer ")
             for r in server.requests

@@ -311,6 +311,20 @@ def loopback_socket() -> socket.socket:
     return sock
 
 
+class StartupEventServer(uvicorn.Server):
+    """uvicorn's Server with an event for "startup is over" (uvicorn offers only a flag)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.startup_done = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.startup_done.set()
+
+
 @contextlib.asynccontextmanager
 async def serve_uvicorn(make_app: Callable[[str], Any]) -> AsyncIterator[str]:
     """Serve ``make_app(base_url)`` with uvicorn on loopback; yield the base URL."""
@@ -325,13 +339,15 @@ async def serve_uvicorn(make_app: Callable[[str], Any]) -> AsyncIterator[str]:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = StartupEventServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
-            async with asyncio.timeout(10):
-                # uvicorn offers a flag, not an event, to wait on.
-                while not server.started and not task.done():  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+            startup = asyncio.create_task(server.startup_done.wait())
+            try:
+                # serve() ends early when it cannot start at all: wait for whichever comes first.
+                await asyncio.wait({task, startup}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                startup.cancel()
             assert server.started, "uvicorn did not start (lifespan startup failed?)"
             yield base_url
         finally:
