@@ -96,10 +96,13 @@ async def test_caller_owned_client_is_left_open(redis_url: str, redis_namespace:
     try:
         async with RedisHub(client, namespace=redis_namespace) as hub:
             assert hub.owns_connection is False
+            events = hub.events(last_id=await hub.latest_event_id())
             assert await hub.publish("v1", 3, ITEM["video_url"], ITEM) is True
             state = await hub.get_state("v1")  # a client without decode_responses: bytes
             assert state is not None
             assert ITEM["video_url"] == state.video_url
+            assert state == (await next_event(events)).state
+            await events.aclose()
         assert await client.ping() is True
     finally:
         await client.aclose()
