@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,cli]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,cli,redis]'
 	touch $(STAMP)
 
 demo: venv

@@ -316,3 +316,11 @@ def error_class_for_http_status(status: int) -> type[AkoolAPIError]:
     if status >= 500:
         return UpstreamError
     return AkoolAPIError
+
+
+class HubUnavailableError(AkoolConnectionError):
+    """The Redis hub could not be reached, or refused a command (``akool_async.redis``).
+
+    Every hub method raises this one type on Redis trouble, so a caller can fall back to
+    working alone. The message never contains the Redis password.
+    """

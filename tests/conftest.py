@@ -10,6 +10,9 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+
+# The real redis-server of the session, private servers, and a namespace per test.
+from _redis_server import make_redis_server, redis_namespace, redis_url  # noqa: F401
 from aiohttp import web
 
 from akool_async import AkoolClient, PollPolicy, RetryPolicy
