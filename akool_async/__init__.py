@@ -36,16 +36,9 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._generate import CreateFailure, Generation, Progress
-from ._models import (
-    AIModel,
-    DeleteResult,
-    Effect,
-    Resolution,
-    Video,
-    VideoRequest,
-    VideoStatus,
-)
+from ._models import AIModel, DeleteResult, Effect, Resolution, Video, VideoStatus
 from ._polling import PollerStatistics, TaskHandle
+from ._requests import VideoRequest
 from ._settings import USE_CLIENT_DEFAULT, PollPolicy, RetryPolicy, UseClientDefault
 from ._webhook_crypto import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, verify_webhook
 

@@ -42,7 +42,8 @@ from ._errors import (
     BudgetExceededError,
     ClientClosedError,
 )
-from ._models import Video, VideoRequest
+from ._models import Video
+from ._requests import VideoRequest
 
 #: Credits assumed per 5 seconds of video before AKOOL has told us a price (akool-api.md §9).
 FALLBACK_CREDITS_PER_5S: Final = 60.0

@@ -52,8 +52,9 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo, NewRequest
-from ._models import VideoRequest, VideoStatus
+from ._models import VideoStatus
 from ._polling import TaskHandle
+from ._requests import VideoRequest
 
 #: JSONL fields that map onto ``VideoRequest`` (``webhookurl``, the wire spelling, is accepted).
 REQUEST_FIELDS: Final = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ._errors import AkoolValueError
-from ._models import AIModel, VideoRequest
+from ._models import AIModel
+from ._requests import VideoRequest
 
 
 class ModelCatalog:

@@ -22,8 +22,9 @@ from ._constants import (
 from ._core import ClientCore, check_credentials
 from ._downloads import DEFAULT_DOWNLOAD_CONCURRENCY
 from ._errors import AkoolError, AkoolValueError
-from ._models import Video, check_seconds
+from ._models import Video
 from ._polling import Poller, TaskHandle
+from ._requests import check_seconds
 from ._resources.account import Account
 from ._resources.ai_models import AIModels
 from ._resources.image_to_video import ImageToVideo

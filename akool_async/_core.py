@@ -19,8 +19,9 @@ from ._catalog import ModelCatalog
 from ._creates import CreatePipeline
 from ._downloads import download_video, download_videos
 from ._errors import AkoolResponseError, AkoolValueError
-from ._models import Video, VideoRequest, VideoStatus
+from ._models import Video, VideoStatus
 from ._polling import Poller, TaskHandle
+from ._requests import VideoRequest
 from ._settings import PollPolicy, RetryPolicy
 from ._transport import TOKEN_PATH, Transport
 

@@ -25,6 +25,7 @@ import attrs
 from ._budget import CreditBudget, PriceKey, Spend, price_key
 from ._catalog import ModelCatalog
 from ._constants import MAX_BATCH_COUNT
+from ._convert import structure
 from ._errors import (
     AkoolError,
     AkoolResponseError,
@@ -35,8 +36,9 @@ from ._errors import (
     InsufficientCreditsError,
     PermissionDeniedError,
 )
-from ._models import Video, VideoRequest, is_video_id, structure
+from ._models import Video, is_video_id
 from ._polling import Poller, TaskHandle
+from ._requests import VideoRequest
 from ._transport import Transport
 
 logger = logging.getLogger("akool_async")

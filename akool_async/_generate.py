@@ -26,8 +26,9 @@ import attrs
 
 from ._creates import CreateObserver, CreateOutcome, CreateState, plan_batches
 from ._errors import AkoolError, AkoolValueError
-from ._models import VideoRequest, VideoStatus
+from ._models import VideoStatus
 from ._polling import TaskHandle
+from ._requests import VideoRequest
 
 if TYPE_CHECKING:
     from ._core import ClientCore

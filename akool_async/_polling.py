@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._convert import read_status, structure
 from ._errors import (
     AkoolAPIError,
     AkoolConnectionError,
@@ -34,15 +35,8 @@ from ._errors import (
     VideoFailedError,
     WaitTimeoutError,
 )
-from ._models import (
-    STATUS_BY_VALUE,
-    Video,
-    VideoRequest,
-    VideoStatus,
-    check_seconds,
-    read_status,
-    structure,
-)
+from ._models import STATUS_BY_VALUE, Video, VideoStatus
+from ._requests import VideoRequest, check_seconds
 from ._settings import USE_CLIENT_DEFAULT, PollPolicy, TimeoutArg, resolve_timeout
 from ._transport import RetryDetails, Transport
 

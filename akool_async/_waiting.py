@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Literal, overload
 
 from ._errors import AkoolError, WaitTimeoutError
-from ._models import Video, check_seconds
+from ._models import Video
 from ._polling import TaskHandle
+from ._requests import check_seconds
 
 
 async def as_completed(

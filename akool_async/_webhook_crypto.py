@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._constants import VIDEO_RETENTION_SECONDS
+from ._convert import read_status
 from ._errors import AkoolValueError, WebhookVerificationError
-from ._models import VideoStatus, read_status
+from ._models import VideoStatus
 
 __all__ = ["DEFAULT_WEBHOOK_TOLERANCE", "WebhookEvent", "build_envelope", "verify_webhook"]
 

@@ -17,7 +17,7 @@ from akool_async import (
     ValidationError,
 )
 from akool_async._budget import CreditBudget, price_key
-from akool_async._models import VideoRequest
+from akool_async._requests import VideoRequest
 from akool_async.testing import FakeAkoolServer, FaultKind
 
 #: The fake charges 30 credits per 5 s of 720p video; the fallback estimate is 60.

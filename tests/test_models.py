@@ -27,7 +27,8 @@ from akool_async import (
     VideoRequest,
     VideoStatus,
 )
-from akool_async._models import _structure_video, _video_hook, is_video_id, structure
+from akool_async._convert import _structure_video, _video_hook, structure
+from akool_async._models import is_video_id
 from akool_async.testing import FakeAkoolServer
 
 VIDEO_ID = "65f1c2b3d4e5f6a7b8c9d0e1"

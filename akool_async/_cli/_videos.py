@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import AkoolError, VideoFailedError
-from .._models import Video, VideoRequest
+from .._models import Video
+from .._requests import VideoRequest
 from ._connection import make_client
 from ._exit_codes import UPSTREAM, exit_code_for, worst
 from ._output import Output

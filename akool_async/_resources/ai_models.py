@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from .._convert import read_model
 from .._core import ClientCore
 from .._errors import AkoolResponseError, AkoolValueError
-from .._models import AIModel, read_model
+from .._models import AIModel
 
 logger = logging.getLogger("akool_async")
 

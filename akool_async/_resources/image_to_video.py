@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any, Final
 
 from .._budget import audio_price_key, single_price_key
+from .._convert import structure
 from .._core import ClientCore
 from .._creates import Batch
 from .._errors import (
@@ -14,18 +15,9 @@ from .._errors import (
     ClientClosedError,
 )
 from .._generate import Generation, ProgressCallback
-from .._models import (
-    DeleteResult,
-    Effect,
-    Video,
-    VideoRequest,
-    is_int,
-    is_video_id,
-    require_text,
-    require_url,
-    structure,
-)
+from .._models import DeleteResult, Effect, Video, is_int, is_video_id
 from .._polling import RESULTS_PATH, TaskHandle, result_items
+from .._requests import VideoRequest, require_text, require_url
 
 _BASE: Final = "/api/open/v4/image2Video"
 CREATE_PATH: Final = f"{_BASE}/createBySourcePrompt"
