@@ -295,6 +295,31 @@ async def test_wait_reports_a_failed_video(fake: FakeAkoolServer) -> None:
     assert (12, f"{video_id}  failed\n") == (run.code, run.out)
 
 
+async def test_a_wait_that_runs_out_exits_10_and_names_the_video(fake: FakeAkoolServer) -> None:
+    """A wait past --timeout keeps exit 10 (WaitTimeoutError is no longer a connection
+    error in the SDK, but the CLI's code for it stays)."""
+    fake.queue_seconds = 3600.0
+    created = await cli(
+        "create",
+        *conn(fake),
+        "--image-url",
+        IMAGE,
+        "--prompt",
+        "wave",
+        "--resolution",
+        "720p",
+        "--video-length",
+        "5",
+        "--json",
+    )
+    (video_id,) = [v["_id"] for v in json.loads(created.out)["videos"]]
+
+    run = await cli("wait", video_id, "--timeout", "0.5", *conn(fake))
+
+    assert 10 == run.code
+    assert video_id in run.out + run.err
+
+
 async def test_wait_for_an_unknown_id_is_not_found(fake: FakeAkoolServer) -> None:
     """An id AKOOL does not know ends with exit 7."""
     run = await cli("wait", "0123456789abcdef01234567", *conn(fake))

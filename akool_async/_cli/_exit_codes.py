@@ -21,6 +21,7 @@ from .._errors import (
     UpstreamError,
     ValidationError,
     VideoFailedError,
+    WaitTimeoutError,
 )
 
 OK: Final = 0
@@ -93,6 +94,8 @@ _FAMILIES: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (ValidationError, BAD_INPUT),
     (AkoolValueError, BAD_INPUT),
     (AkoolConnectionError, CONNECTION),  # AkoolTimeoutError included
+    # Not a connection error in the SDK, but the CLI has always reported it with code 10.
+    (WaitTimeoutError, CONNECTION),
     (VideoFailedError, VIDEO_FAILED),
     (DownloadError, DOWNLOAD_FAILED),
 )
