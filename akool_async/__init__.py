@@ -39,7 +39,7 @@ from ._generate import CreateFailure, Generation, Progress
 from ._models import AIModel, DeleteResult, Effect, Resolution, Video, VideoStatus
 from ._polling import PollerStatistics, TaskHandle
 from ._requests import VideoRequest
-from ._settings import USE_CLIENT_DEFAULT, PollPolicy, RetryPolicy, UseClientDefault
+from ._settings import USE_CLIENT_DEFAULT, CallOptions, PollPolicy, RetryPolicy, UseClientDefault
 from ._webhook_crypto import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, verify_webhook
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "AuthenticationError",
     "Batch",
     "BudgetExceededError",
+    "CallOptions",
     "ClientClosedError",
     "CreateFailure",
     "CreateOutcomeUnknownError",

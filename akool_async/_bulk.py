@@ -69,6 +69,7 @@ REQUEST_FIELDS: Final = (
     "generate_audio",
     "count",
     "webhook_url",
+    "extra_body",
 )
 REQUIRED_FIELDS: Final = ("image_url", "prompt", "resolution", "video_length")
 _ALIASES: Final = {"webhookurl": "webhook_url"}
@@ -188,6 +189,9 @@ def _parse_line(
         raise _BadLine(str(exc)) from None
     # The count is left out: raising it later must add videos, not make a new request.
     identity = {k: v for k, v in attrs.asdict(request).items() if k != "count"}
+    if request.extra_body is None:
+        # Lines journaled before extra_body existed must keep their fingerprint.
+        del identity["extra_body"]
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     if caller_id is not None:
         if caller_id in seen_ids:

@@ -90,7 +90,7 @@ class AkoolClient:
         check_seconds("connect_timeout", connect_timeout)
         if wait_timeout is not None:
             check_seconds("wait_timeout", wait_timeout)
-        self._core = ClientCore(
+        self._core = ClientCore.build(
             api_key=api_key,
             client_id=client_id,
             client_secret=client_secret,
@@ -103,12 +103,47 @@ class AkoolClient:
             max_concurrent_creates=max_concurrent_creates,
             max_credits=max_credits,
         )
-        self.client_id = client_id
-        self.max_concurrent_creates = max_concurrent_creates
-        self.models = AIModels(self._core)
-        self.image_to_video = ImageToVideo(self._core)
-        self.account = Account(self._core)
-        self.webhooks = Webhooks(self._core)
+        self._attach(self._core)
+
+    def _attach(self, core: ClientCore) -> None:
+        self._core = core
+        self.client_id = core.client_id
+        self.max_concurrent_creates = core.creates.max_concurrent_creates
+        self.models = AIModels(core)
+        self.image_to_video = ImageToVideo(core)
+        self.account = Account(core)
+        self.webhooks = Webhooks(core)
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        wait_timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+    ) -> AkoolClient:
+        """A client with other settings that shares this one's session, budget and poller.
+
+        Creates through either client count against one ``max_credits`` and one
+        ``max_concurrent_creates``. With ``poll=`` the new client polls its own videos with
+        its own poller (still on the shared session). Closing the original client closes
+        what they share; closing the derived one is a no-op.
+
+        Args:
+            timeout: seconds for one request (``None``: no limit).
+            retry: when to retry failed requests.
+            poll: how this client's videos are polled.
+            wait_timeout: how long ``await handle`` waits for this client's handles.
+        """
+        if timeout is not USE_CLIENT_DEFAULT and timeout is not None:
+            check_seconds("timeout", timeout)
+        if wait_timeout is not USE_CLIENT_DEFAULT and wait_timeout is not None:
+            check_seconds("wait_timeout", wait_timeout)
+        derived = object.__new__(AkoolClient)
+        derived._attach(
+            self._core.derive(timeout=timeout, retry=retry, poll=poll, wait_timeout=wait_timeout)
+        )
+        return derived
 
     @property
     def base_url(self) -> str:
@@ -294,7 +329,8 @@ class AkoolClient:
 
         Idempotent. If the poller crashed, its exception is re-raised here.
         """
-        await self._core.aclose()
+        if self._core.is_root:
+            await self._core.aclose()
 
     def __repr__(self) -> str:
         auth = "api_key" if self._core.uses_api_key else "token"
@@ -303,7 +339,7 @@ class AkoolClient:
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         core = getattr(self, "_core", None)
-        if core is not None and core.opened:
+        if core is not None and core.is_root and core.opened:
             _warn(
                 f"unclosed {self!r}: use 'async with AkoolClient()' or 'await client.aclose()'",
                 ResourceWarning,

@@ -13,24 +13,65 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ._auth import ApiKeyAuth, Auth, TokenAuth
+from ._auth import ApiKeyAuth, TokenAuth
 from ._budget import CreditBudget
 from ._catalog import ModelCatalog
+from ._constants import DEFAULT_TIMEOUT
 from ._creates import CreatePipeline
 from ._downloads import download_video, download_videos
 from ._errors import AkoolResponseError, AkoolValueError
 from ._models import Video, VideoStatus
 from ._polling import Poller, TaskHandle
 from ._requests import VideoRequest
-from ._settings import PollPolicy, RetryPolicy
+from ._settings import (
+    NO_OPTIONS,
+    USE_CLIENT_DEFAULT,
+    PollPolicy,
+    RequestOptions,
+    RetryPolicy,
+    TimeoutArg,
+    resolve_timeout,
+)
 from ._transport import TOKEN_PATH, Transport
 
 
 class ClientCore:
-    """Transport, poller, budget, model catalog and create pipeline of one client."""
+    """Transport, poller, budget, model catalog and create pipeline of one client.
+
+    ``derive()`` makes the core of ``AkoolClient.with_options()``: it shares the session, the
+    budget, the model catalog and the create gate, and (unless given its own poll policy)
+    the poller.
+    """
 
     def __init__(
         self,
+        *,
+        client_id: str | None,
+        client_secret: str | None,
+        transport: Transport,
+        poller: Poller,
+        budget: CreditBudget,
+        catalog: ModelCatalog,
+        creates: CreatePipeline,
+        wait_timeout: float | None,
+        root: ClientCore | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.transport = transport
+        self.poller = poller
+        self.budget = budget
+        self.catalog = catalog
+        self.creates = creates
+        #: How long a wait lasts by default (None: forever).
+        self.wait_timeout = wait_timeout
+        self._root = root
+        #: Pollers of derived cores with their own poll policy (closed with this core).
+        self._own_pollers: list[Poller] = []
+
+    @classmethod
+    def build(
+        cls,
         *,
         api_key: str | None,
         client_id: str | None,
@@ -43,37 +84,76 @@ class ClientCore:
         wait_timeout: float | None,
         max_concurrent_creates: int,
         max_credits: float | None,
-    ) -> None:
-        self.client_id = client_id
-        # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
-        self._client_secret = client_secret or api_key
-        self.request_timeout = timeout
-        self.transport = Transport(
+    ) -> ClientCore:
+        """The core of a new client (credentials already checked by ``AkoolClient``)."""
+        transport = Transport(
             base_url=base_url,
             auth=None,
             retry=retry,
             timeout=timeout,
             connect_timeout=connect_timeout,
         )
-        auth: Auth
+        poller = Poller(transport, poll, wait_timeout, max_pause=retry.max_retry_after)
+        budget = CreditBudget(max_credits)
+        catalog = ModelCatalog()
+        core = cls(
+            # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
+            client_id=client_id,
+            client_secret=client_secret or api_key,
+            transport=transport,
+            poller=poller,
+            budget=budget,
+            catalog=catalog,
+            creates=CreatePipeline(
+                transport=transport,
+                poller=poller,
+                budget=budget,
+                catalog=catalog,
+                max_concurrent_creates=max_concurrent_creates,
+            ),
+            wait_timeout=wait_timeout,
+        )
         if api_key is not None:
-            auth = ApiKeyAuth(api_key)
+            transport.auth = ApiKeyAuth(api_key)
         else:
             # AkoolClient checked the credentials: no key means a client id and secret.
             assert client_id is not None
             assert client_secret is not None
-            auth = TokenAuth(client_id, client_secret, self._fetch_token)
-        self.transport.auth = auth
-        self.poller = Poller(self.transport, poll, wait_timeout, max_pause=retry.max_retry_after)
-        self.budget = CreditBudget(max_credits)
-        self.catalog = ModelCatalog()
-        self.creates = CreatePipeline(
-            transport=self.transport,
-            poller=self.poller,
+            transport.auth = TokenAuth(client_id, client_secret, core._fetch_token)
+        return core
+
+    def derive(
+        self,
+        *,
+        timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        wait_timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+    ) -> ClientCore:
+        """A core with other settings sharing this one's session, budget, catalog and gate."""
+        root = self._root or self
+        transport = self.transport.with_settings(retry=retry, timeout=timeout)
+        waits = resolve_timeout(wait_timeout, self.wait_timeout)
+        poller = self.poller
+        if poll is not None:
+            poller = Poller(transport, poll, waits, max_pause=transport.retry.max_retry_after)
+            root._own_pollers.append(poller)
+        return ClientCore(
+            client_id=self.client_id,
+            client_secret=self._client_secret,
+            transport=transport,
+            poller=poller,
             budget=self.budget,
             catalog=self.catalog,
-            max_concurrent_creates=max_concurrent_creates,
+            creates=self.creates.derive(transport=transport, poller=poller, wait_timeout=waits),
+            wait_timeout=waits,
+            root=root,
         )
+
+    @property
+    def is_root(self) -> bool:
+        """True for a client's own core, False for one made by ``derive()``."""
+        return self._root is None
 
     # --- state --------------------------------------------------------------------------------
 
@@ -93,11 +173,6 @@ class ClientCore:
         return isinstance(self.transport.auth, ApiKeyAuth)
 
     @property
-    def wait_timeout(self) -> float | None:
-        """How long a wait lasts by default (None: forever)."""
-        return self.poller.wait_timeout
-
-    @property
     def poll_policy(self) -> PollPolicy:
         """How the shared poller schedules results calls."""
         return self.poller.policy
@@ -113,11 +188,12 @@ class ClientCore:
     async def aclose(self) -> None:
         """Send no more creates (waiting for those in flight), stop polling, close the session.
 
-        Re-raises the poller's crash, if it had one.
+        Closes what derived cores share too. Re-raises a poller's crash, if one had one.
         """
         try:
-            await self.creates.drain(self.request_timeout)
-            await self.poller.aclose()
+            await self.creates.drain(self.transport.timeout or DEFAULT_TIMEOUT)
+            for poller in (*self._own_pollers, self.poller):
+                await poller.aclose()
         finally:
             await self.transport.aclose()
 
@@ -130,9 +206,10 @@ class ClientCore:
         *,
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
+        options: RequestOptions = NO_OPTIONS,
     ) -> dict[str, Any]:
         """One API request that creates nothing; returns the success envelope."""
-        return await self.transport.request(method, path, json=json, params=params)
+        return await self.transport.request(method, path, json=json, params=params, options=options)
 
     async def _fetch_token(self, client_id: str, client_secret: str) -> str:
         envelope = await self.transport.request(
@@ -159,7 +236,13 @@ class ClientCore:
         request: VideoRequest | None = None,
     ) -> TaskHandle:
         """A handle for ``video_id``, polled until it finishes."""
-        return self.poller.track(video_id, status=status, webhook=webhook, request=request)
+        return self.poller.track(
+            video_id,
+            status=status,
+            webhook=webhook,
+            request=request,
+            wait_timeout=self.wait_timeout,
+        )
 
     def apply_news(self, video: Video) -> bool:
         """Apply news from a webhook; True when a waiting handle finished because of it."""

@@ -39,6 +39,7 @@ from ._errors import (
 from ._models import Video, is_video_id
 from ._polling import Poller, TaskHandle
 from ._requests import VideoRequest
+from ._settings import NO_OPTIONS, USE_CLIENT_DEFAULT, RequestOptions, TimeoutArg
 from ._transport import Transport
 
 logger = logging.getLogger("akool_async")
@@ -101,6 +102,17 @@ def created_data(envelope: Mapping[str, Any], request: Mapping[str, Any], path: 
     return data
 
 
+class _Gate:
+    """Creates in flight: the one limit on them, and the closing flag (shared when derived)."""
+
+    def __init__(self, max_concurrent_creates: int) -> None:
+        self.slots = asyncio.Semaphore(max_concurrent_creates)
+        self.closing = False
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+
 class CreatePipeline:
     """The client's create gate, budget and sender (see the module docstring)."""
 
@@ -112,35 +124,48 @@ class CreatePipeline:
         budget: CreditBudget,
         catalog: ModelCatalog,
         max_concurrent_creates: int,
+        wait_timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        _gate: _Gate | None = None,
     ) -> None:
         self._transport = transport
         self._poller = poller
         self.budget = budget
         self.catalog = catalog
         self.max_concurrent_creates = max_concurrent_creates
-        self._gate = asyncio.Semaphore(max_concurrent_creates)
-        self._closing = False
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._wait_timeout = wait_timeout
+        self._gate = _gate or _Gate(max_concurrent_creates)
+
+    def derive(
+        self, *, transport: Transport, poller: Poller, wait_timeout: TimeoutArg
+    ) -> CreatePipeline:
+        """A pipeline sharing this one's gate, budget and catalog, sending through ``transport``."""
+        return CreatePipeline(
+            transport=transport,
+            poller=poller,
+            budget=self.budget,
+            catalog=self.catalog,
+            max_concurrent_creates=self.max_concurrent_creates,
+            wait_timeout=wait_timeout,
+            _gate=self._gate,
+        )
 
     # --- the gate -----------------------------------------------------------------------------
 
     async def acquire_slot(self) -> None:
         """Wait for a free create slot; pair with ``release_slot``."""
-        await self._gate.acquire()
+        await self._gate.slots.acquire()
 
     def release_slot(self) -> None:
         """Give back a slot taken with ``acquire_slot``."""
-        self._gate.release()
+        self._gate.slots.release()
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
-        async with self._gate:
+        async with self._gate.slots:
             yield
 
     def _check_open(self) -> None:
-        if self._closing:
+        if self._gate.closing:
             raise ClientClosedError("the client is closing: the create was not sent")
 
     async def drain(self, timeout: float) -> None:
@@ -149,26 +174,45 @@ class CreatePipeline:
         A create already sent may have charged credits: its ids must reach the caller
         instead of an abort.
         """
-        self._closing = True
+        self._gate.closing = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self._idle.wait()
+                await self._gate.idle.wait()
 
-    async def _send(self, path: str, body: Mapping[str, Any], spend: Spend) -> dict[str, Any]:
+    def _track(self, video: Video, *, webhook: bool, request: VideoRequest | None) -> TaskHandle:
+        return self._poller.track(
+            video.id,
+            status=video.status,
+            webhook=webhook,
+            request=request,
+            wait_timeout=self._wait_timeout,
+        )
+
+    async def _send(
+        self, path: str, body: Mapping[str, Any], spend: Spend, options: RequestOptions
+    ) -> dict[str, Any]:
         """Send one create; from here on a failure may have been billed."""
         spend.sent = True
-        self._in_flight += 1
-        self._idle.clear()
+        gate = self._gate
+        gate.in_flight += 1
+        gate.idle.clear()
         try:
-            return await self._transport.request("POST", path, json=body, create=True)
+            return await self._transport.request(
+                "POST", path, json=body, create=True, options=options
+            )
         finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
+            gate.in_flight -= 1
+            if not gate.in_flight:
+                gate.idle.set()
 
     # --- batch creates ------------------------------------------------------------------------
 
-    async def create_batch(self, request: VideoRequest, count: int | None = None) -> Batch:
+    async def create_batch(
+        self,
+        request: VideoRequest,
+        count: int | None = None,
+        options: RequestOptions = NO_OPTIONS,
+    ) -> Batch:
         """Send one batch create for ``request`` (``count`` overrides ``request.count``).
 
         Raises:
@@ -181,7 +225,7 @@ class CreatePipeline:
         body = request.batch_body(count)
         self.catalog.check_request(request, count)
         async with self._slot():
-            batch = await self.send_batch(request, count, body)
+            batch = await self.send_batch(request, count, body, options=options)
         assert batch is not None  # only a ``ready`` check can hold a create back
         return batch
 
@@ -191,6 +235,8 @@ class CreatePipeline:
         count: int,
         body: Mapping[str, Any],
         ready: Callable[[float], bool] | None = None,
+        *,
+        options: RequestOptions = NO_OPTIONS,
     ) -> Batch | None:
         """Reserve, send and read one batch create, holding a slot already.
 
@@ -201,8 +247,8 @@ class CreatePipeline:
         async with self.budget.spend(price_key(request), count) as spend:
             if ready is not None and not ready(spend.estimate):
                 return None
-            envelope = await self._send(BATCH_PATH, body, spend)
-            batch = self._read_batch(envelope, body, request)
+            envelope = await self._send(BATCH_PATH, body, spend, options)
+            batch = self._read_batch(envelope, options.body(body), request)
             spend.created(batch.videos)
         return batch
 
@@ -246,10 +292,7 @@ class CreatePipeline:
                 video_ids=tuple(ids),
             ) from unreadable
         webhook = request.webhook_url is not None
-        handles = tuple(
-            self._poller.track(v.id, status=v.status, webhook=webhook, request=request)
-            for v in videos
-        )
+        handles = tuple(self._track(v, webhook=webhook, request=request) for v in videos)
         batch_id = success[0].get("batch_id") if success and isinstance(success[0], dict) else None
         return Batch(
             handles=handles,
@@ -262,7 +305,13 @@ class CreatePipeline:
     # --- single-video creates -----------------------------------------------------------------
 
     async def create_one(
-        self, path: str, body: Mapping[str, Any], key: PriceKey, *, webhook: bool
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        key: PriceKey,
+        *,
+        webhook: bool,
+        options: RequestOptions = NO_OPTIONS,
     ) -> TaskHandle:
         """Send one create that makes a single video (the older endpoint, audio replacement).
 
@@ -274,7 +323,8 @@ class CreatePipeline:
         async with self._slot():
             self._check_open()
             async with self.budget.spend(key, 1) as spend:
-                envelope = await self._send(path, body, spend)
+                envelope = await self._send(path, body, spend, options)
+                body = options.body(body)
                 data = created_data(envelope, body, path)
                 try:
                     video = structure(data, Video, where=path)
@@ -285,11 +335,21 @@ class CreatePipeline:
                         request=body,
                     ) from exc
                 spend.created([video])
-        return self._poller.track(video.id, status=video.status, webhook=webhook)
+        return self._track(video, webhook=webhook, request=None)
 
-    def run(self, observers: Iterable[CreateObserver[_Tag]] = ()) -> CreateRun[_Tag]:
-        """A new run of batch creates sharing a stop flag and ``observers``."""
-        return CreateRun(self, self._poller, observers)
+    def track_id(self, video_id: str, *, webhook: bool, request: VideoRequest | None) -> TaskHandle:
+        """A handle for an id a create named (its answer was otherwise unreadable)."""
+        return self._poller.track(
+            video_id, webhook=webhook, request=request, wait_timeout=self._wait_timeout
+        )
+
+    def run(
+        self,
+        observers: Iterable[CreateObserver[_Tag]] = (),
+        options: RequestOptions = NO_OPTIONS,
+    ) -> CreateRun[_Tag]:
+        """A new run of batch creates sharing a stop flag, ``observers`` and ``options``."""
+        return CreateRun(self, observers, options)
 
 
 class CreateState(enum.Enum):
@@ -357,10 +417,13 @@ class CreateRun(Generic[_Tag]):
     """
 
     def __init__(
-        self, pipeline: CreatePipeline, poller: Poller, observers: Iterable[CreateObserver[_Tag]]
+        self,
+        pipeline: CreatePipeline,
+        observers: Iterable[CreateObserver[_Tag]],
+        options: RequestOptions,
     ) -> None:
         self._pipeline = pipeline
-        self._poller = poller
+        self._options = options
         self._observers: Sequence[CreateObserver[_Tag]] = tuple(observers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._bug: BaseException | None = None
@@ -446,7 +509,9 @@ class CreateRun(Generic[_Tag]):
         try:
             body = request.batch_body(count)
             self._pipeline.catalog.check_request(request, count)
-            batch = await self._pipeline.send_batch(request, count, body, ready)
+            batch = await self._pipeline.send_batch(
+                request, count, body, ready, options=self._options
+            )
         except BudgetExceededError as exc:
             self.stop(exc)
             return outcome(CreateState.NOT_SENT, error=exc)
@@ -457,7 +522,7 @@ class CreateRun(Generic[_Tag]):
             # Ids a partly unreadable answer did name are real, paid videos: follow them.
             webhook = request.webhook_url is not None
             handles = tuple(
-                self._poller.track(video_id, webhook=webhook, request=request)
+                self._pipeline.track_id(video_id, webhook=webhook, request=request)
                 for video_id in dict.fromkeys(exc.video_ids)
             )
             return outcome(CreateState.UNKNOWN, error=exc, handles=handles)

@@ -29,6 +29,7 @@ from ._errors import AkoolError, AkoolValueError
 from ._models import VideoStatus
 from ._polling import TaskHandle
 from ._requests import VideoRequest
+from ._settings import NO_OPTIONS, RequestOptions
 
 if TYPE_CHECKING:
     from ._core import ClientCore
@@ -120,6 +121,7 @@ class Generation(CreateObserver[None]):
         core: ClientCore,
         requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
         on_progress: ProgressCallback | None,
+        options: RequestOptions = NO_OPTIONS,
     ) -> None:
         self._core = core
         self._requests = requests
@@ -131,7 +133,7 @@ class Generation(CreateObserver[None]):
         self.failures: list[CreateFailure] = []
         self._notify_scheduled = False
         self._created_all = False
-        self._run = core.creates.run([self])
+        self._run = core.creates.run([self], options)
         self._out: asyncio.Queue[Any] = asyncio.Queue()
         # Weak: a strong reference would keep Python from finalizing the iterator after a
         # `break`, and so from stopping the creates.

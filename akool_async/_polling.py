@@ -122,11 +122,13 @@ class TaskHandle:
     id and the other waiters untouched: await the handle again later.
     """
 
-    __slots__ = ("_entry", "_poller", "request")
+    __slots__ = ("_entry", "_wait_timeout", "request")
 
-    def __init__(self, poller: Poller, entry: _Entry, request: VideoRequest | None = None) -> None:
-        self._poller = poller
+    def __init__(
+        self, entry: _Entry, request: VideoRequest | None, wait_timeout: float | None
+    ) -> None:
         self._entry = entry
+        self._wait_timeout = wait_timeout
         #: The request this video was created from (None for a re-attached id).
         self.request = request
 
@@ -196,7 +198,7 @@ class TaskHandle:
             NotFoundError: AKOOL stopped reporting the id.
             ClientClosedError: the client was closed while waiting.
         """
-        seconds = resolve_timeout(timeout, self._poller.wait_timeout)
+        seconds = resolve_timeout(timeout, self._wait_timeout)
         if seconds is not None:
             check_seconds("timeout", seconds)
         future = self._entry.future
@@ -301,13 +303,16 @@ class Poller:
         status: VideoStatus | None = None,
         webhook: bool = False,
         request: VideoRequest | None = None,
+        wait_timeout: TimeoutArg = USE_CLIENT_DEFAULT,
     ) -> TaskHandle:
         """A handle for ``video_id``, polled until it finishes (shared with other handles).
 
         ``webhook``: a webhook will report this id, so polling is only the slow backstop.
+        ``wait_timeout``: how long ``await handle`` waits (default: the poller's).
         On a closed client the handle comes back already failed with ClientClosedError
         (a create answered during aclose() still names its paid videos, never raises them away).
         """
+        seconds = resolve_timeout(wait_timeout, self.wait_timeout)
         entry = self._entries.get(video_id)
         if entry is None:
             loop = asyncio.get_running_loop()
@@ -316,18 +321,18 @@ class Poller:
             entry.status = status
             if self._closed or self._crashed is not None:
                 _fail(entry, self._crashed or ClientClosedError("the client is closed"))
-                return TaskHandle(self, entry, request)
+                return TaskHandle(entry, request, seconds)
             self._entries[video_id] = entry
             early = self._early.pop(video_id, None)
             if early is not None:
                 self._apply(entry, early, loop.time())
                 if entry.future.done():
-                    return TaskHandle(self, entry, request)
+                    return TaskHandle(entry, request, seconds)
             if due < self._planned_wake:
                 self._wakeup.set()
             if self._task is None:
                 self._task = asyncio.create_task(self._run(), name="akool-async-poller")
-        return TaskHandle(self, entry, request)
+        return TaskHandle(entry, request, seconds)
 
     def update(self, video: Video) -> bool:
         """Apply news about a video from outside the poller (a webhook).

@@ -6,7 +6,9 @@ charged).
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,12 +76,27 @@ def _positive_int(_: object, a: attrs.Attribute[Any], value: object) -> None:
         raise _fail(a.name, f"must be a positive integer, got {value!r:.80}")
 
 
+def _extra_body(value: object) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _fail("extra_body", f"must be a JSON object (str keys), got {value!r:.80}")
+    try:
+        # Checked now: a body that cannot be encoded must fail before anything is reserved.
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise _fail("extra_body", f"must be JSON-serialisable ({exc})") from None
+    return dict(value)
+
+
 @attrs.frozen(kw_only=True)
 class VideoRequest:
     """The fields of one image-to-video create, checked before any request is sent.
 
     ``count`` may exceed 10 here: ``generate_many`` splits it into several batch calls.
-    Invalid values raise ``AkoolValueError``.
+    ``extra_body`` holds fields the SDK does not know yet (e.g. ``multi_prompt``): they are
+    merged into every batch create's body as they are. Invalid values raise
+    ``AkoolValueError``.
     """
 
     image_url: str = attrs.field(validator=_url)
@@ -93,6 +110,9 @@ class VideoRequest:
     generate_audio: bool | None = attrs.field(default=None, validator=_opt_bool)
     count: int = attrs.field(default=1, validator=_positive_int)
     webhook_url: str | None = attrs.field(default=None, validator=_url)
+    extra_body: Mapping[str, Any] | None = attrs.field(
+        default=None, converter=_extra_body, hash=False
+    )
 
     def check_model(self, model: AIModel) -> None:
         """Reject values the model does not offer, naming the allowed ones."""
@@ -135,4 +155,5 @@ class VideoRequest:
             "webhookurl": self.webhook_url,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        body.update(self.extra_body or {})
         return body

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Final, Literal, TypeAlias
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypeAlias, TypedDict
 
 import attrs
 
@@ -19,6 +20,7 @@ from ._constants import (
     DEFAULT_MISSING_POLLS,
     DEFAULT_POLL_INTERVAL,
 )
+from ._errors import AkoolValueError
 
 
 class UseClientDefault(enum.Enum):
@@ -135,3 +137,92 @@ class PollPolicy:
                 grown = math.inf
             delay = min(self.max_interval, grown)
         return max(delay, self.webhook_interval) if webhook else delay
+
+
+#: Headers that carry credentials (akool-api.md §2).
+_AUTH_HEADERS: Final = frozenset({"x-api-key", "authorization"})
+
+
+def _headers(value: object) -> Mapping[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise AkoolValueError("extra_headers: must be a mapping of str to str")
+    for name in value:
+        if name.lower() in _AUTH_HEADERS:
+            # Credentials come from the client only, never from a per-call option.
+            raise AkoolValueError(f"extra_headers: {name!r} cannot be set per call")
+    return dict(value)
+
+
+def _mapping(name: str, value: object) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise AkoolValueError(f"{name}: must be a mapping with str keys")
+    return dict(value)
+
+
+def _query(value: object) -> Mapping[str, Any] | None:
+    return _mapping("extra_query", value)
+
+
+def _body(value: object) -> Mapping[str, Any] | None:
+    return _mapping("extra_body", value)
+
+
+def _timeout(value: object) -> TimeoutArg:
+    if value is None or value is USE_CLIENT_DEFAULT:
+        return value
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise AkoolValueError(
+            f"timeout: must be a positive number of seconds, None or USE_CLIENT_DEFAULT, "
+            f"got {value!r:.40}"
+        )
+    return float(value)
+
+
+@attrs.frozen(kw_only=True)
+class RequestOptions:
+    """Per-call additions to one API request (what ``extra_*`` and ``timeout=`` carry).
+
+    Attributes:
+        extra_headers: sent as well; they can never replace the authentication headers.
+        extra_query: added to the query string.
+        extra_body: merged into the JSON body (its keys win over the SDK's own, so a field
+            AKOOL adds can be sent before the SDK knows it).
+        timeout: seconds for this request, ``None`` for no limit, or the client's setting.
+    """
+
+    extra_headers: Mapping[str, str] | None = attrs.field(default=None, converter=_headers)
+    extra_query: Mapping[str, Any] | None = attrs.field(default=None, converter=_query)
+    extra_body: Mapping[str, Any] | None = attrs.field(default=None, converter=_body)
+    timeout: TimeoutArg = attrs.field(default=USE_CLIENT_DEFAULT, converter=_timeout)
+
+    def body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``body`` with ``extra_body`` merged in."""
+        return {**body, **(self.extra_body or {})}
+
+
+#: No per-call additions.
+NO_OPTIONS: Final = RequestOptions()
+
+
+class CallOptions(TypedDict, total=False):
+    """The per-call keyword options every request-sending method takes (all optional)."""
+
+    #: Headers to send as well; never the credentials.
+    extra_headers: Mapping[str, str] | None
+    #: Query parameters to add.
+    extra_query: Mapping[str, Any] | None
+    #: Fields to merge into the JSON body (they win over the SDK's own).
+    extra_body: Mapping[str, Any] | None
+    #: Seconds for this request, ``None`` for no limit, or ``USE_CLIENT_DEFAULT``.
+    timeout: TimeoutArg

@@ -15,15 +15,17 @@ import logging
 import math
 import random
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 import attrs
 import backoff
+import yarl
 
 from ._auth import Auth
-from ._constants import SUCCESS_CODE
+from ._constants import DEFAULT_TIMEOUT, SUCCESS_CODE
 from ._errors import (
     AkoolConnectionError,
     AkoolError,
@@ -37,7 +39,14 @@ from ._errors import (
     error_class_for_code,
     error_class_for_http_status,
 )
-from ._settings import RetryPolicy
+from ._settings import (
+    NO_OPTIONS,
+    USE_CLIENT_DEFAULT,
+    RequestOptions,
+    RetryPolicy,
+    TimeoutArg,
+    resolve_timeout,
+)
 
 logger = logging.getLogger("akool_async")
 _T = TypeVar("_T")
@@ -225,6 +234,61 @@ class StreamedResponse:
             yield chunk
 
 
+@attrs.frozen(kw_only=True)
+class _Call:
+    """One API request, ready to send (and to resend)."""
+
+    method: str
+    path: str
+    url: yarl.URL
+    json: Mapping[str, Any] | None
+    extra_headers: Mapping[str, str]
+    timeout: aiohttp.ClientTimeout
+    create: bool
+
+
+def _url(
+    base: str,
+    params: Mapping[str, Any] | list[tuple[str, str]] | None,
+    extra: Mapping[str, Any] | None,
+) -> yarl.URL:
+    """``base`` with its query string; brackets stay literal (AKOOL writes ``types[]=1501``)."""
+    items = list(params.items() if isinstance(params, Mapping) else params or [])
+    items += list((extra or {}).items())
+    if not items:
+        return yarl.URL(base, encoded=True)
+    query = urllib.parse.urlencode([(k, str(v)) for k, v in items], safe="[]")
+    return yarl.URL(f"{base}?{query}", encoded=True)
+
+
+class _Session:
+    """The one ``aiohttp.ClientSession``, shared by a transport and those derived from it."""
+
+    def __init__(self, connect_timeout: float, default_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self._timeout = aiohttp.ClientTimeout(total=default_timeout, connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self.closed = False
+
+    @property
+    def opened(self) -> bool:
+        return self._session is not None and not self.closed
+
+    def get(self) -> aiohttp.ClientSession:
+        if self.closed:
+            raise ClientClosedError("the client is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers={"User-Agent": _USER_AGENT}
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self._session is not None:
+            await self._session.close()
+
+
 class Transport:
     """Owns the ``aiohttp.ClientSession`` and turns every answer into data or a typed error."""
 
@@ -234,41 +298,53 @@ class Transport:
         base_url: str,
         auth: Auth | None,
         retry: RetryPolicy,
-        timeout: float,
+        timeout: float | None,
         connect_timeout: float,
+        _shared: tuple[_Session, list[RetryObserver]] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.retry = retry
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._retry_observers: list[RetryObserver] = []
-        self.closed = False
+        #: Seconds for one request, answer included (None: no limit).
+        self.timeout = timeout
+        if _shared is None:
+            _shared = (_Session(connect_timeout, timeout or DEFAULT_TIMEOUT), [])
+        self._session, self._retry_observers = _shared
+
+    def with_settings(
+        self, *, retry: RetryPolicy | None = None, timeout: TimeoutArg = USE_CLIENT_DEFAULT
+    ) -> Transport:
+        """A transport sharing this one's session, credentials and observers, other settings."""
+        return Transport(
+            base_url=self.base_url,
+            auth=self.auth,
+            retry=retry or self.retry,
+            timeout=resolve_timeout(timeout, self.timeout),
+            connect_timeout=self._session.connect_timeout,
+            _shared=(self._session, self._retry_observers),
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True after ``aclose()``."""
+        return self._session.closed
 
     @property
     def opened(self) -> bool:
         """True once a session exists and has not been closed."""
-        return self._session is not None and not self.closed
+        return self._session.opened
 
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use (it must be made inside a running loop)."""
-        if self.closed:
-            raise ClientClosedError("the client is closed")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": _USER_AGENT}
-            )
-        return self._session
+        return self._session.get()
 
     def open(self) -> None:
         """Create the session now; ClientClosedError after ``aclose()``."""
-        self.session()
+        self._session.get()
 
     async def aclose(self) -> None:
-        """Close the session. Idempotent."""
-        self.closed = True
-        if self._session is not None:
-            await self._session.close()
+        """Close the session (shared with derived transports). Idempotent."""
+        await self._session.aclose()
 
     def subscribe_retries(self, observer: RetryObserver) -> Callable[[], None]:
         """Call ``observer`` with a ``RetryDetails`` before every retry; returns an unsubscribe."""
@@ -332,12 +408,14 @@ class Transport:
         params: Mapping[str, Any] | list[tuple[str, str]] | None = None,
         create: bool = False,
         authenticated: bool = True,
+        options: RequestOptions = NO_OPTIONS,
     ) -> dict[str, Any]:
         """Send one API request and return its success envelope (``code == 1000``).
 
         Args:
             create: the request creates videos (costs credits): it is retried only when AKOOL
                 certainly did not act, and an ambiguous failure raises CreateOutcomeUnknownError.
+            options: the caller's extra headers, query and body fields, and timeout.
 
         Raises:
             AkoolAPIError: a subclass per family for a non-1000 code or a non-2xx status.
@@ -355,41 +433,42 @@ class Transport:
             observers=self._retry_observers,
             timed=True,
         )
+        if json is not None or options.extra_body:
+            json = options.body(json or {})
+        call = _Call(
+            method=method,
+            path=path,
+            url=_url(self.base_url + path, params, options.extra_query),
+            json=json,
+            extra_headers=options.extra_headers or {},
+            timeout=aiohttp.ClientTimeout(
+                total=resolve_timeout(options.timeout, self.timeout),
+                connect=self._session.connect_timeout,
+            ),
+            create=create,
+        )
         try:
-            return await send(method, path, json, params, create, authenticated)
+            return await send(call, authenticated)
         except _NotSent as exc:
             # Public callers see the plain connection error.
             raise AkoolConnectionError(str(exc), method=method, path=path) from exc.__cause__
 
-    async def _send_authenticated(
-        self,
-        method: str,
-        path: str,
-        json: Mapping[str, Any] | None,
-        params: Mapping[str, Any] | list[tuple[str, str]] | None,
-        create: bool,
-        authenticated: bool,
-    ) -> dict[str, Any]:
+    async def _send_authenticated(self, call: _Call, authenticated: bool) -> dict[str, Any]:
         if not authenticated or self.auth is None:
-            return await self._send(method, path, json, params, {}, create)
+            return await self._send(call, {})
         headers = await self.auth.headers()
         try:
-            return await self._send(method, path, json, params, headers, create)
+            return await self._send(call, headers)
         except AuthenticationError as exc:
             # 1101 means the token was refused before AKOOL did anything: repeating is safe.
             if exc.code != 1101 or not await self.auth.refresh(headers):
                 raise
-        return await self._send(method, path, json, params, await self.auth.headers(), create)
+        return await self._send(call, await self.auth.headers())
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        json: Mapping[str, Any] | None,
-        params: Mapping[str, Any] | list[tuple[str, str]] | None,
-        headers: dict[str, str],
-        create: bool,
-    ) -> dict[str, Any]:
+    async def _send(self, call: _Call, auth_headers: dict[str, str]) -> dict[str, Any]:
+        method, path, json, create = call.method, call.path, call.json, call.create
+        # The caller's extra headers first, credentials last: they can never be replaced.
+        headers = {**call.extra_headers, **auth_headers}
         session = self.session()
         started = time.monotonic()
 
@@ -406,10 +485,10 @@ class Transport:
             # Authorization) and re-POST a create on 307/308, risking a second charge.
             async with session.request(
                 method,
-                self.base_url + path,
+                call.url,
                 json=json,
-                params=params,
                 headers=headers,
+                timeout=call.timeout,
                 allow_redirects=False,
             ) as resp:
                 status = resp.status

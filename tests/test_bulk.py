@@ -6,6 +6,7 @@ that rewrites create answers the way a misbehaving AKOOL might.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,31 @@ def test_valid_lines_become_requests_and_blank_lines_are_skipped() -> None:
     assert [(1, "id:a", 25), (3, jobs[1].key, 1)] == [
         (j.line, j.key, j.request.count) for j in jobs
     ]
+
+
+def test_a_line_may_carry_extra_body_fields() -> None:
+    """``extra_body`` on a line reaches its request; a non-object is a bad line."""
+    jobs, errors = parse_jobs([line(extra_body={"multi_prompt": True}), line(extra_body=[1])])
+    assert {"multi_prompt": True} == jobs[0].request.extra_body
+    assert [2] == [e.line for e in errors]
+    assert "extra_body" in errors[0].message
+
+
+def test_fingerprints_of_lines_without_extra_body_are_unchanged() -> None:
+    """A journal from before extra_body existed still recognises its lines (no re-create)."""
+    (job,) = parse_jobs([line(id="a")])[0]
+    # sha256 of the identity as it was computed before the extra_body field was added.
+    identity = {
+        **BASE,
+        "model_name": None,
+        "negative_prompt": None,
+        "extend_prompt": None,
+        "last_image_url": None,
+        "generate_audio": None,
+        "webhook_url": None,
+    }
+    expected = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    assert expected == job.fingerprint
 
 
 def test_bad_lines_are_named_with_the_reason() -> None:

@@ -32,6 +32,7 @@ EXPORTED = [
     "AuthenticationError",
     "Batch",
     "BudgetExceededError",
+    "CallOptions",
     "ClientClosedError",
     "CreateFailure",
     "CreateOutcomeUnknownError",

@@ -178,6 +178,7 @@ async def create_single(client: AkoolClient, server: FakeAkoolServer) -> tuple[s
         negative_prompt="blur",
         audio_type=3,
         resolution="720p",
+        video_length=5,
     )
     return (handle.id,)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, Unpack
 
 from .._convert import read_model
 from .._core import ClientCore
 from .._errors import AkoolResponseError, AkoolValueError
 from .._models import AIModel
+from .._settings import CallOptions, RequestOptions
 
 logger = logging.getLogger("akool_async")
 
@@ -24,7 +25,9 @@ class AIModels:
     def __init__(self, core: ClientCore) -> None:
         self._core = core
 
-    async def list(self, types: Iterable[int] = (IMAGE_TO_VIDEO,)) -> list[AIModel]:
+    async def list(
+        self, types: Iterable[int] = (IMAGE_TO_VIDEO,), **options: Unpack[CallOptions]
+    ) -> list[AIModel]:
         """The models of the given types (image-to-video by default), highest ``sort`` first.
 
         A model is read as far as its fields allow (see ``AIModel``); only an item without a
@@ -35,7 +38,10 @@ class AIModels:
         if not kinds or any(isinstance(t, bool) or not isinstance(t, int) for t in kinds):
             raise AkoolValueError(f"types: must be a non-empty sequence of ints, got {kinds!r}")
         envelope = await self._core.request(
-            "GET", MODELS_PATH, params=[("types[]", str(t)) for t in kinds]
+            "GET",
+            MODELS_PATH,
+            params=[("types[]", str(t)) for t in kinds],
+            options=RequestOptions(**options),
         )
         data = envelope.get("data")
         if not isinstance(data, list):

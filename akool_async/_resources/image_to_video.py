@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from .._budget import audio_price_key, single_price_key
 from .._convert import structure
@@ -18,6 +18,7 @@ from .._generate import Generation, ProgressCallback
 from .._models import DeleteResult, Effect, Video, is_int, is_video_id
 from .._polling import RESULTS_PATH, TaskHandle, result_items
 from .._requests import VideoRequest, require_text, require_url
+from .._settings import CallOptions, RequestOptions
 
 _BASE: Final = "/api/open/v4/image2Video"
 CREATE_PATH: Final = f"{_BASE}/createBySourcePrompt"
@@ -65,6 +66,7 @@ class ImageToVideo:
         generate_audio: bool | None = None,
         count: int = 1,
         webhook_url: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> Batch:
         """Start 1-10 videos from one image and prompt.
 
@@ -75,6 +77,8 @@ class ImageToVideo:
             video_length: seconds, one of the model's durations.
             count: videos to make, 1-10 (at most the model's ``max_count``).
             webhook_url: where AKOOL should POST status changes.
+            options: ``extra_headers``, ``extra_query``, ``extra_body``, ``timeout`` for this
+                call (see ``CallOptions``).
 
         Returns:
             A ``Batch``; ``await`` its handles for the finished videos. A batch can partly
@@ -100,13 +104,14 @@ class ImageToVideo:
             count=count,
             webhook_url=webhook_url,
         )
-        return await self.create_from(request)
+        return await self.create_from(request, **options)
 
     def generate_many(
         self,
         requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
         *,
         on_progress: ProgressCallback | None = None,
+        **options: Unpack[CallOptions],
     ) -> Generation:
         """Create many videos: any count per request, split into batch calls of at most 10.
 
@@ -119,10 +124,14 @@ class ImageToVideo:
         Args:
             requests: ``VideoRequest`` objects (an iterable or an async iterable).
             on_progress: called with a ``Progress`` after creates and status changes.
+            options: ``extra_headers``, ``extra_query``, ``extra_body``, ``timeout`` for this
+                call (see ``CallOptions``).
         """
-        return Generation(self._core, requests, on_progress)
+        return Generation(self._core, requests, on_progress, RequestOptions(**options))
 
-    async def create_from(self, request: VideoRequest, count: int | None = None) -> Batch:
+    async def create_from(
+        self, request: VideoRequest, count: int | None = None, **options: Unpack[CallOptions]
+    ) -> Batch:
         """Send one batch create for ``request`` (``count`` overrides ``request.count``).
 
         Raises:
@@ -130,7 +139,7 @@ class ImageToVideo:
                 client's ``max_credits``; nothing was sent.
             CreateOutcomeUnknownError: the request was sent but no answer came back.
         """
-        return await self._core.creates.create_batch(request, count)
+        return await self._core.creates.create_batch(request, count, RequestOptions(**options))
 
     async def create(
         self,
@@ -139,19 +148,23 @@ class ImageToVideo:
         prompt: str,
         negative_prompt: str,
         audio_type: int,
-        resolution: str | None = None,
-        video_length: int | None = None,
+        resolution: str,
+        video_length: int,
         extend_prompt: bool | None = None,
         audio_url: str | None = None,
         is_premium_model: bool | None = None,
         effect_code: str | None = None,
         webhook_url: str | None = None,
+        **options: Unpack[CallOptions],
     ) -> TaskHandle:
         """Start one video with the older single-create endpoint.
 
         Args:
             audio_type: 1 AI audio, 2 uploaded (``audio_url``), 3 none.
+            resolution, video_length: required by this endpoint (akool-api.md §4).
             effect_code: an effect from ``effects()``; AKOOL ignores ``prompt`` when set.
+            options: ``extra_headers``, ``extra_query``, ``extra_body``, ``timeout`` for this
+                call (see ``CallOptions``).
 
         Returns:
             A ``TaskHandle`` for the new video.
@@ -169,9 +182,8 @@ class ImageToVideo:
             )
         if webhook_url is not None:
             require_url("webhook_url", webhook_url)
-        if resolution is not None:
-            require_text("resolution", resolution)
-        if video_length is not None and (not is_int(video_length) or video_length < 1):
+        require_text("resolution", resolution)
+        if not is_int(video_length) or video_length < 1:
             raise AkoolValueError(f"video_length: must be a positive integer, got {video_length!r}")
         for name, flag in (
             ("extend_prompt", extend_prompt),
@@ -188,10 +200,10 @@ class ImageToVideo:
             "prompt": require_text("prompt", prompt),
             "negative_prompt": negative_prompt,
             "audio_type": audio_type,
-        }
-        optional = {
             "resolution": resolution,
             "video_length": video_length,
+        }
+        optional = {
             "extend_prompt": extend_prompt,
             "audio_url": audio_url,
             "is_premium_model": is_premium_model,
@@ -200,11 +212,20 @@ class ImageToVideo:
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self._core.creates.create_one(
-            CREATE_PATH, body, single_price_key(body), webhook=webhook_url is not None
+            CREATE_PATH,
+            body,
+            single_price_key(body),
+            webhook=webhook_url is not None,
+            options=RequestOptions(**options),
         )
 
     async def replace_audio(
-        self, *, video_id: str, audio_url: str, audio_type: int = 2
+        self,
+        *,
+        video_id: str,
+        audio_url: str,
+        audio_type: int = 2,
+        **options: Unpack[CallOptions],
     ) -> TaskHandle:
         """Give a finished video new audio. AKOOL makes a NEW task: the returned handle.
 
@@ -212,6 +233,8 @@ class ImageToVideo:
             video_id: the finished video (``pre_video_id``).
             audio_url: the audio to use.
             audio_type: 1 AI, 2 uploaded.
+            options: ``extra_headers``, ``extra_query``, ``extra_body``, ``timeout`` for this
+                call (see ``CallOptions``).
 
         Raises:
             BudgetExceededError: it would take the credits charged past the client's
@@ -230,22 +253,30 @@ class ImageToVideo:
         }
         # The new task is a new, billed video: max_credits and credits_charged cover it.
         return await self._core.creates.create_one(
-            AUDIO_PATH, body, audio_price_key(audio_type), webhook=False
+            AUDIO_PATH,
+            body,
+            audio_price_key(audio_type),
+            webhook=False,
+            options=RequestOptions(**options),
         )
 
-    async def results(self, ids: Iterable[str] | str) -> list[Video]:
+    async def results(
+        self, ids: Iterable[str] | str, **options: Unpack[CallOptions]
+    ) -> list[Video]:
         """The current state of the given videos, in the order asked.
 
         Ids are sent in chunks of the poll policy's ``max_ids_per_request``; ids AKOOL does
-        not know are left out of the answer.
+        not know are left out of the answer. ``options`` apply to each chunk's request (see
+        ``CallOptions``).
         """
+        call = RequestOptions(**options)
         wanted = check_ids(ids)
         size = self._core.poll_policy.max_ids_per_request
         found: dict[str, Video] = {}
         for start in range(0, len(wanted), size):
             chunk = wanted[start : start + size]
             envelope = await self._core.request(
-                "POST", RESULTS_PATH, json={"_ids": ",".join(chunk)}
+                "POST", RESULTS_PATH, json={"_ids": ",".join(chunk)}, options=call
             )
             for video in structure(result_items(envelope), list[Video], where=RESULTS_PATH):
                 found[video.id] = video
@@ -261,9 +292,14 @@ class ImageToVideo:
             raise ClientClosedError("the client is closed")
         return self._core.track(video_id)
 
-    async def effects(self) -> list[Effect]:
-        """The effects the single create accepts as ``effect_code``."""
-        envelope = await self._core.request("GET", EFFECTS_PATH)
+    async def effects(self, **options: Unpack[CallOptions]) -> list[Effect]:
+        """The effects the single create accepts as ``effect_code``.
+
+        Args:
+            options: ``extra_headers``, ``extra_query``, ``extra_body``, ``timeout`` for this
+                call (see ``CallOptions``).
+        """
+        envelope = await self._core.request("GET", EFFECTS_PATH, options=RequestOptions(**options))
         data = envelope.get("data")
         # The documentation does not show the shape: accept a list or {"result": [...]}.
         items = data.get("result") if isinstance(data, Mapping) else data
@@ -273,10 +309,22 @@ class ImageToVideo:
             )
         return structure(items, list[Effect], where=EFFECTS_PATH)
 
-    async def delete(self, ids: Iterable[str] | str) -> DeleteResult:
-        """Delete videos. A video still processing (status 2) cannot be deleted: see ``refused``."""
+    async def delete(
+        self, ids: Iterable[str] | str, **options: Unpack[CallOptions]
+    ) -> DeleteResult:
+        """Delete videos. A video still processing (status 2) cannot be deleted: see ``refused``.
+
+        Args:
+            options: ``extra_headers``, ``extra_query``, ``extra_body``, ``timeout`` for this
+                call (see ``CallOptions``).
+        """
         wanted = check_ids(ids)
-        envelope = await self._core.request("POST", DELETE_PATH, json={"_ids": ",".join(wanted)})
+        envelope = await self._core.request(
+            "POST",
+            DELETE_PATH,
+            json={"_ids": ",".join(wanted)},
+            options=RequestOptions(**options),
+        )
         data = envelope.get("data")
         if not isinstance(data, Mapping):
             raise AkoolResponseError(

@@ -44,6 +44,7 @@ def _endpoint(
             headers={k.lower(): v for k, v in request.headers.items()},
             body=None,
             started_at=time.monotonic(),
+            query_string=request.raw_path.partition("?")[2],
         )
         fake.state.arrived(record)
         try:

@@ -26,7 +26,8 @@ _ID_COUNTER = itertools.count(secrets.randbelow(1 << 20))
 class RecordedRequest:
     """One request the fake received, faulted or not.
 
-    ``headers`` has lowercased names. ``body`` is the parsed JSON body, or ``None``. ``code`` is
+    ``headers`` has lowercased names; ``query_string`` is the raw query, undecoded. ``body``
+    is the parsed JSON body, or ``None``. ``code`` is
     the envelope code sent back (``None`` when no envelope was sent). ``created_ids`` lists
     every video this request created, even when the answer was then lost to a fault.
     """
@@ -43,6 +44,8 @@ class RecordedRequest:
     code: int | None = None
     created_ids: list[str] = attrs.Factory(list)
     fault: FaultKind | None = None
+    #: The query string exactly as it arrived (``query`` is decoded).
+    query_string: str = ""
 
 
 @attrs.define(kw_only=True, eq=False)
