@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ._errors import (
     AkoolAPIError,
     AkoolConnectionError,
+    AkoolError,
     AkoolValueError,
     BudgetExceededError,
     ClientClosedError,
@@ -45,12 +47,16 @@ from ._errors import (
 from ._models import Video
 from ._requests import VideoRequest
 
+logger = logging.getLogger("akool_async")
+
 #: Credits assumed per 5 seconds of video before AKOOL has told us a price (akool-api.md §9).
 FALLBACK_CREDITS_PER_5S: Final = 60.0
 #: Price factor of ``generate_audio`` in the fallback estimate.
 FALLBACK_AUDIO_FACTOR: Final = 1.5
 # Float sums of prices like 22.5 must not trip the cap by rounding noise.
 _EPSILON: Final = 1e-9
+#: Seconds between two looks at a shared budget whose holds elsewhere may still settle.
+_SHARED_RECHECK: Final = 0.05
 
 #: (model name, resolution, video length, generate_audio): what a video's price depends on.
 PriceKey = tuple[str, str, int, bool]
@@ -94,12 +100,16 @@ def audio_price_key(audio_type: int) -> PriceKey:
 class Spend:
     """One create's reservation. The create reports what it made with ``created``."""
 
-    __slots__ = ("actual", "count", "estimate", "key", "sent")
+    __slots__ = ("actual", "count", "estimate", "key", "reservation", "sent")
 
-    def __init__(self, key: PriceKey, count: int, estimate: float) -> None:
+    def __init__(
+        self, key: PriceKey, count: int, estimate: float, reservation: object = None
+    ) -> None:
         self.key = key
         self.count = count
         self.estimate = estimate
+        #: The shared budget's hold on ``estimate`` (None when the budget is not shared).
+        self.reservation = reservation
         self.actual: list[Video] | None = None
         #: Whether the request left (set by the create pipeline right before it is written):
         #: a create that fails before that point cost nothing.
@@ -110,10 +120,30 @@ class Spend:
         self.actual = list(videos)
 
 
-class CreditBudget:
-    """Credits charged by one client's creates, and the optional cap on them."""
+class SharedCredits(Protocol):
+    """One atomic budget for many processes (``RedisHub.budget``)."""
 
-    def __init__(self, max_credits: float | None) -> None:
+    async def reserve(self, amount: float, cap: float) -> Any | None:
+        """Hold ``amount`` if it fits under ``cap`` with what all processes hold and spent."""
+
+    async def settle(self, reservation: Any, actual: float) -> bool:
+        """Replace a hold by what the create really cost."""
+
+    async def release(self, reservation: Any) -> bool:
+        """Give a hold back: nothing was charged."""
+
+    async def snapshot(self) -> Any:
+        """``charged`` and ``reserved`` of every process together."""
+
+
+class CreditBudget:
+    """Credits charged by one client's creates, and the optional cap on them.
+
+    With ``shared`` (a Redis hub's budget) the cap holds for every process of the namespace:
+    each reservation is checked and held atomically in Redis, and settled there.
+    """
+
+    def __init__(self, max_credits: float | None, shared: SharedCredits | None = None) -> None:
         if max_credits is not None and (
             isinstance(max_credits, bool)
             or not isinstance(max_credits, (int, float))
@@ -127,6 +157,8 @@ class CreditBudget:
         self.reserved = 0.0
         self._prices: dict[PriceKey, float] = {}
         self._settled = asyncio.Event()
+        self._shared = shared if self.max_credits is not None else None
+        self._settling: set[asyncio.Task[None]] = set()
 
     def estimate(self, key: PriceKey, count: int) -> float:
         """The estimated cost of ``count`` videos of ``key`` (see the module docstring)."""
@@ -172,6 +204,8 @@ class CreditBudget:
         return spend.estimate
 
     async def _reserve(self, key: PriceKey, count: int) -> Spend:
+        if self._shared is not None:
+            return await self._reserve_shared(self._shared, key, count)
         while True:
             estimate = self.estimate(key, count)
             cap = self.max_credits
@@ -191,6 +225,53 @@ class CreditBudget:
             settled = self._settled
             await settled.wait()
 
+    async def _reserve_shared(self, shared: SharedCredits, key: PriceKey, count: int) -> Spend:
+        assert self.max_credits is not None
+        cap = self.max_credits
+        while True:
+            estimate = self.estimate(key, count)
+            # Raises HubUnavailableError when Redis is away: never create unbudgeted.
+            reservation = await shared.reserve(estimate, cap)
+            if reservation is not None:
+                self.reserved += estimate
+                return Spend(key, count, estimate, reservation)
+            snapshot = await shared.snapshot()
+            if snapshot.reserved <= _EPSILON:
+                raise BudgetExceededError(
+                    f"budget: {count} more video(s) (about {estimate:g} credits) would pass "
+                    f"max_credits={cap:g} shared by every process ({snapshot.charged:g} "
+                    "charged so far); not sent",
+                    max_credits=cap,
+                    charged=snapshot.charged,
+                    reserved=snapshot.reserved,
+                    estimate=estimate,
+                )
+            # Creates in flight somewhere may cost less than they hold: check again soon.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SHARED_RECHECK):
+                    await self._settled.wait()
+
+    async def flush(self) -> None:
+        """Wait until every settlement has reached the shared budget."""
+        while self._settling:
+            await asyncio.wait(set(self._settling))
+
+    def _settle_shared(self, shared: SharedCredits, spend: Spend, cost: float) -> None:
+        async def settle() -> None:
+            try:
+                if cost > _EPSILON:
+                    await shared.settle(spend.reservation, cost)
+                else:
+                    await shared.release(spend.reservation)
+            except AkoolError as exc:
+                # The hold stays counted in Redis: the cap errs towards stopping early.
+                logger.warning("could not settle %g credits in the shared budget: %s", cost, exc)
+
+        # A task, so a create cancelled mid-request still settles (cleanup must not await).
+        task = asyncio.get_running_loop().create_task(settle())
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
     def _cost(self, spend: Spend) -> float:
         if spend.actual is None:
             return spend.estimate
@@ -208,6 +289,8 @@ class CreditBudget:
     def _settle(self, spend: Spend, cost: float) -> None:
         self.reserved = max(0.0, self.reserved - spend.estimate)
         self.charged += cost
+        if self._shared is not None and spend.reservation is not None:
+            self._settle_shared(self._shared, spend, cost)
         # Wake every waiter, then arm a fresh event for the next round (no lock needed:
         # this runs synchronously, so it is safe inside a cancelled task's cleanup).
         settled, self._settled = self._settled, asyncio.Event()

@@ -8,9 +8,10 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._auth import REDACTED
+from ._cluster import check_hub
 from ._constants import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -31,6 +32,9 @@ from ._resources.image_to_video import ImageToVideo
 from ._resources.incoming_webhooks import Webhooks
 from ._settings import USE_CLIENT_DEFAULT, PollPolicy, RetryPolicy, TimeoutArg, resolve_timeout
 from ._waiting import as_completed, wait_all
+
+if TYPE_CHECKING:
+    from ._hub._hub import RedisHub
 
 logger = logging.getLogger("akool_async")
 
@@ -60,6 +64,12 @@ class AkoolClient:
             and refused with BudgetExceededError when it does not fit. Videos already
             created are never cancelled. ``None`` (default): no cap.
 
+        hub: a ``akool_async.redis.RedisHub`` shared by several processes (workers,
+            replicas): webhooks reach every process's handles, one process polls for all,
+            and ``max_credits`` and rate-limit slow-downs hold for all of them. The client
+            opens the hub and closes it when it closes (a hub made from your own Redis client
+            leaves that client open). ``None`` (default): this process works alone.
+
     Raises:
         AkoolValueError: no credentials were given or found, or a setting is invalid.
     """
@@ -78,8 +88,10 @@ class AkoolClient:
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         max_concurrent_creates: int = DEFAULT_MAX_CONCURRENT_CREATES,
         max_credits: float | None = None,
+        hub: RedisHub | None = None,
     ) -> None:
         api_key = check_credentials(api_key, client_id, client_secret, API_KEY_ENV)
+        check_hub(hub)
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise AkoolValueError(f"base_url: must be an http(s) URL, got {base_url!r}")
         if isinstance(max_concurrent_creates, bool) or not (
@@ -102,6 +114,7 @@ class AkoolClient:
             wait_timeout=wait_timeout,
             max_concurrent_creates=max_concurrent_creates,
             max_credits=max_credits,
+            hub=hub,
         )
         self._attach(self._core)
 
@@ -149,6 +162,11 @@ class AkoolClient:
     def base_url(self) -> str:
         """The API root requests go to."""
         return self._core.transport.base_url
+
+    @property
+    def hub(self) -> RedisHub | None:
+        """The Redis hub this client shares its videos through (None: it works alone)."""
+        return None if self._core.cluster is None else self._core.cluster.hub
 
     @property
     def poller(self) -> Poller:
@@ -306,7 +324,7 @@ class AkoolClient:
         return await wait_all(handles, timeout=seconds)
 
     async def __aenter__(self) -> AkoolClient:
-        self._core.open()  # raises ClientClosedError when closed
+        await self._core.open()  # raises ClientClosedError when closed
         return self
 
     async def __aexit__(

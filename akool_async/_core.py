@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._auth import ApiKeyAuth, TokenAuth
 from ._budget import CreditBudget
 from ._catalog import ModelCatalog
+from ._cluster import Cluster
 from ._constants import DEFAULT_TIMEOUT
 from ._creates import CreatePipeline
 from ._downloads import download_video, download_videos
@@ -33,6 +34,9 @@ from ._settings import (
     resolve_timeout,
 )
 from ._transport import TOKEN_PATH, Transport
+
+if TYPE_CHECKING:
+    from ._hub._hub import RedisHub
 
 
 class ClientCore:
@@ -54,6 +58,7 @@ class ClientCore:
         catalog: ModelCatalog,
         creates: CreatePipeline,
         wait_timeout: float | None,
+        cluster: Cluster | None = None,
         root: ClientCore | None = None,
     ) -> None:
         self.client_id = client_id
@@ -65,6 +70,8 @@ class ClientCore:
         self.creates = creates
         #: How long a wait lasts by default (None: forever).
         self.wait_timeout = wait_timeout
+        #: The client's part of a Redis hub (None: this process works alone).
+        self.cluster = cluster
         self._root = root
         #: Pollers of derived cores with their own poll policy (closed with this core).
         self._own_pollers: list[Poller] = []
@@ -84,6 +91,7 @@ class ClientCore:
         wait_timeout: float | None,
         max_concurrent_creates: int,
         max_credits: float | None,
+        hub: RedisHub | None = None,
     ) -> ClientCore:
         """The core of a new client (credentials already checked by ``AkoolClient``)."""
         transport = Transport(
@@ -94,7 +102,10 @@ class ClientCore:
             connect_timeout=connect_timeout,
         )
         poller = Poller(transport, poll, wait_timeout, max_pause=retry.max_retry_after)
-        budget = CreditBudget(max_credits)
+        budget = CreditBudget(max_credits, shared=None if hub is None else hub.budget)
+        cluster = None
+        if hub is not None:
+            cluster = Cluster(hub, transport=transport, poller=poller, policy=poll)
         catalog = ModelCatalog()
         core = cls(
             # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
@@ -110,8 +121,10 @@ class ClientCore:
                 budget=budget,
                 catalog=catalog,
                 max_concurrent_creates=max_concurrent_creates,
+                cluster=cluster,
             ),
             wait_timeout=wait_timeout,
+            cluster=cluster,
         )
         if api_key is not None:
             transport.auth = ApiKeyAuth(api_key)
@@ -147,6 +160,7 @@ class ClientCore:
             catalog=self.catalog,
             creates=self.creates.derive(transport=transport, poller=poller, wait_timeout=waits),
             wait_timeout=waits,
+            cluster=self.cluster,
             root=root,
         )
 
@@ -181,9 +195,11 @@ class ClientCore:
         """The clientId and clientSecret webhooks are verified with (None when missing)."""
         return self.client_id, self._client_secret
 
-    def open(self) -> None:
-        """Open the session now; ClientClosedError after ``aclose()``."""
+    async def open(self) -> None:
+        """Open the session (and join the Redis hub, if any); ClientClosedError after close."""
         self.transport.open()
+        if self.cluster is not None:
+            await self.cluster.start()
 
     async def aclose(self) -> None:
         """Send no more creates (waiting for those in flight), stop polling, close the session.
@@ -192,6 +208,9 @@ class ClientCore:
         """
         try:
             await self.creates.drain(self.transport.timeout or DEFAULT_TIMEOUT)
+            await self.budget.flush()
+            if self.cluster is not None:
+                await self.cluster.aclose()
             for poller in (*self._own_pollers, self.poller):
                 await poller.aclose()
         finally:
@@ -209,6 +228,8 @@ class ClientCore:
         options: RequestOptions = NO_OPTIONS,
     ) -> dict[str, Any]:
         """One API request that creates nothing; returns the success envelope."""
+        if self.cluster is not None:
+            await self.cluster.start()
         return await self.transport.request(method, path, json=json, params=params, options=options)
 
     async def _fetch_token(self, client_id: str, client_secret: str) -> str:
@@ -244,8 +265,13 @@ class ClientCore:
             wait_timeout=self.wait_timeout,
         )
 
-    def apply_news(self, video: Video) -> bool:
-        """Apply news from a webhook; True when a waiting handle finished because of it."""
+    async def apply_news(self, video: Video) -> bool:
+        """Apply a verified webhook's news; True when a waiting handle here finished.
+
+        With a Redis hub the news is first recorded and announced to every process.
+        """
+        if self.cluster is not None:
+            await self.cluster.publish_news(video)
         return self.poller.update(video)
 
     async def download(self, video: Video, path: Path, *, overwrite: bool) -> Path:

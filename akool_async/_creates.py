@@ -24,6 +24,7 @@ import attrs
 
 from ._budget import CreditBudget, PriceKey, Spend, price_key
 from ._catalog import ModelCatalog
+from ._cluster import Cluster
 from ._constants import MAX_BATCH_COUNT
 from ._convert import structure
 from ._errors import (
@@ -125,6 +126,7 @@ class CreatePipeline:
         catalog: ModelCatalog,
         max_concurrent_creates: int,
         wait_timeout: TimeoutArg = USE_CLIENT_DEFAULT,
+        cluster: Cluster | None = None,
         _gate: _Gate | None = None,
     ) -> None:
         self._transport = transport
@@ -133,6 +135,7 @@ class CreatePipeline:
         self.catalog = catalog
         self.max_concurrent_creates = max_concurrent_creates
         self._wait_timeout = wait_timeout
+        self._cluster = cluster
         self._gate = _gate or _Gate(max_concurrent_creates)
 
     def derive(
@@ -146,6 +149,7 @@ class CreatePipeline:
             catalog=self.catalog,
             max_concurrent_creates=self.max_concurrent_creates,
             wait_timeout=wait_timeout,
+            cluster=self._cluster,
             _gate=self._gate,
         )
 
@@ -178,6 +182,12 @@ class CreatePipeline:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._gate.idle.wait()
+
+    async def _join_cluster(self) -> None:
+        """With a Redis hub: join it (the shared budget needs it) and honour slow-downs."""
+        if self._cluster is not None:
+            await self._cluster.start()
+            await self._cluster.wait_if_slowed()
 
     def _track(self, video: Video, *, webhook: bool, request: VideoRequest | None) -> TaskHandle:
         return self._poller.track(
@@ -244,6 +254,7 @@ class CreatePipeline:
         False holds the create back (None is returned, nothing is charged).
         """
         self._check_open()
+        await self._join_cluster()
         async with self.budget.spend(price_key(request), count) as spend:
             if ready is not None and not ready(spend.estimate):
                 return None
@@ -322,6 +333,7 @@ class CreatePipeline:
         """
         async with self._slot():
             self._check_open()
+            await self._join_cluster()
             async with self.budget.spend(key, 1) as spend:
                 envelope = await self._send(path, body, spend, options)
                 body = options.body(body)

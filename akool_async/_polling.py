@@ -17,7 +17,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -244,6 +244,16 @@ def _fail(entry: _Entry, exc: BaseException) -> None:
         entry.future.exception()
 
 
+class PendingObserver(Protocol):
+    """Told when an id starts or stops being pending (a cluster registers them in Redis)."""
+
+    def pending_added(self, video_id: str, status: VideoStatus | None) -> None:
+        """``video_id`` is now pending (``status``: known from a create answer, or None)."""
+
+    def pending_removed(self, video_id: str) -> None:
+        """``video_id`` finished or was given up."""
+
+
 class Poller:
     """The one background task per client that polls every pending id together."""
 
@@ -279,7 +289,25 @@ class Poller:
         self._unknown_statuses = 0
         self._listeners: list[Callable[[], None]] = []
         self._early: dict[str, Video] = {}
+        self._delegated = False
+        self._membership: list[PendingObserver] = []
         transport.subscribe_retries(self._on_retry)
+
+    def observe_pending(self, observer: PendingObserver) -> None:
+        """Tell ``observer`` of every id that starts or stops being pending."""
+        self._membership.append(observer)
+
+    def delegate(self, delegated: bool) -> None:
+        """Stop (True) or resume (False) polling: while delegated, news arrives only through
+        ``update()`` (another process polls for this one, see ``_cluster``)."""
+        if self._delegated != delegated:
+            self._delegated = delegated
+            self._wakeup.set()
+
+    @property
+    def delegated(self) -> bool:
+        """True while another process polls for this one."""
+        return self._delegated
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after each batch of status changes; returns an unsubscribe."""
@@ -323,6 +351,8 @@ class Poller:
                 _fail(entry, self._crashed or ClientClosedError("the client is closed"))
                 return TaskHandle(entry, request, seconds)
             self._entries[video_id] = entry
+            for observer in self._membership:
+                observer.pending_added(entry.id, entry.status)
             early = self._early.pop(video_id, None)
             if early is not None:
                 self._apply(entry, early, loop.time())
@@ -395,7 +425,7 @@ class Poller:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if not self._entries:
+                if not self._entries or self._delegated:
                     self._planned_wake = math.inf
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -610,11 +640,15 @@ class Poller:
         # By identity: the id may have been tracked anew since this entry was polled.
         if self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
+            for observer in self._membership:
+                observer.pending_removed(entry.id)
 
     def _fail_all(self, exc: BaseException) -> None:
         entries, self._entries = self._entries, {}
         for entry in entries.values():
             _fail(entry, exc)
+            for observer in self._membership:
+                observer.pending_removed(entry.id)
         if entries:
             self._notify()
 

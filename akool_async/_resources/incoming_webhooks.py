@@ -63,7 +63,7 @@ class Webhooks:
             )
             return event
         video = Video(id=event.id, status=event.status, video_url=url, raw=event.raw)
-        finished = self._core.apply_news(video)
+        finished = await self._core.apply_news(video)
         logger.debug(
             "webhook for video %s: status %s%s",
             event.id,

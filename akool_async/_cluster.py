@@ -1,0 +1,329 @@
+"""A client's side of a Redis hub: webhook fan-out, one poller for the cluster, shared limits.
+
+With ``AkoolClient(hub=RedisHub(...))`` every process of a namespace:
+
+* tails the namespace's event stream (blocking reads from the last entry seen, resumed after
+  a reconnect) and resolves its waiting handles the moment any process learns of a change:
+  a webhook received by another worker, or the leader's poll;
+* registers its pending ids in Redis and stops polling by itself. One process at a time holds
+  the leader lease and polls every due id of the namespace in results calls of at most
+  ``max_ids_per_request`` ids, publishing what it learns; if it dies, another takes over
+  within a few lease lifetimes and carries on from the ids in Redis;
+* shares one credit budget (``max_credits``) and AKOOL's rate-limit slow-downs.
+
+Redis trouble never loses a video: while the hub is unreachable the client polls its own
+handles itself (a WARNING says so), and when Redis answers again it re-registers its ids and
+hands polling back. With ``max_credits`` set, a create whose reservation cannot reach Redis
+raises ``HubUnavailableError`` rather than risk overspending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from ._convert import read_status, structure
+from ._errors import (
+    AkoolError,
+    AkoolResponseError,
+    AkoolValueError,
+    ClientClosedError,
+    RateLimitError,
+)
+from ._models import Video, VideoStatus
+from ._polling import RESULTS_PATH, Poller, result_items
+from ._settings import PollPolicy
+from ._transport import RetryDetails, Transport
+
+if TYPE_CHECKING:
+    from ._hub._hub import RedisHub
+
+logger = logging.getLogger("akool_async.hub")
+
+#: How long the leader holds the ids of one results call before they are due again anyway
+#: (covers a leader that dies mid-call: its successor polls them after this).
+_CLAIM_SECONDS: Final = 30.0
+#: Seconds between two looks for news while nothing else wakes the maintenance loop.
+_IDLE_STEP: Final = 0.5
+
+
+def video_from_news(video_id: str, status: int, video_url: str | None, raw: Any) -> Video | None:
+    """A ``Video`` from a published state; None when it cannot resolve anything yet."""
+    known = read_status(status)
+    if known is None:
+        return None
+    if known is VideoStatus.COMPLETED and not video_url:
+        return None  # a handle resolved without its url would break its promise
+    item = dict(raw) if isinstance(raw, Mapping) else {}
+    item.update({"_id": video_id, "status": int(known)})
+    if video_url:
+        item["video_url"] = video_url
+    try:
+        return structure(item, Video, where="the Redis hub")
+    except AkoolResponseError:
+        return Video(id=video_id, status=known, video_url=video_url, raw=item)
+
+
+class Cluster:
+    """Runs a client's part of the hub (see the module docstring). One per root client."""
+
+    def __init__(
+        self,
+        hub: RedisHub,
+        *,
+        transport: Transport,
+        poller: Poller,
+        policy: PollPolicy,
+    ) -> None:
+        self.hub = hub
+        self._transport = transport
+        self._poller = poller
+        self._policy = policy
+        self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._to_check: dict[str, None] = {}
+        self._to_register: dict[str, None] = {}
+        self._to_unregister: dict[str, None] = {}
+        self._dirty = asyncio.Event()
+        self._reregister = False
+        self._published: dict[str, int] = {}
+        self._started = False
+        self._closed = False
+        self._starting = asyncio.Lock()
+        poller.observe_pending(self)
+        transport.subscribe_retries(self._on_retry)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the hub and start tailing, registering and (when leader) polling. Idempotent."""
+        if self._started:
+            return
+        async with self._starting:
+            if not self._started:
+                await self._start()
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        self._started = True
+        available = await self.hub.open()
+        self.hub.watch_availability(self._availability_changed)
+        self._availability_changed(available)
+        last_id = "0-0"
+        if available:
+            with contextlib.suppress(AkoolError):
+                last_id = await self.hub.latest_event_id()
+        self._tasks = [
+            asyncio.create_task(self._tail(last_id), name="akool-async-hub-tail"),
+            asyncio.create_task(self._maintain(), name="akool-async-hub-maintain"),
+        ]
+
+    async def aclose(self) -> None:
+        """Stop every task, give up the lease, and close the hub if it owns its connection."""
+        self._closed = True
+        for task in (*self._tasks, *self._side_tasks):
+            task.cancel()
+        for task in (*self._tasks, *self._side_tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._started:
+            await self.hub.aclose()
+
+    def _availability_changed(self, available: bool) -> None:
+        if not available:
+            logger.warning(
+                "Redis hub unreachable: this process polls its own videos until it is back"
+            )
+        else:
+            # Redis may have lost our registrations (a restart): send them all again.
+            self._reregister = True
+            self._dirty.set()
+        self._poller.delegate(available)
+
+    # --- pending ids ----------------------------------------------------------------------
+
+    def pending_added(self, video_id: str, status: VideoStatus | None) -> None:
+        """Register a new pending id (a re-attached one is looked up in Redis first)."""
+        if status is None:
+            self._to_check[video_id] = None
+        else:
+            self._to_register[video_id] = None
+        self._to_unregister.pop(video_id, None)
+        self._dirty.set()
+
+    def pending_removed(self, video_id: str) -> None:
+        """Tell Redis this process no longer waits for ``video_id``."""
+        self._to_check.pop(video_id, None)
+        self._to_register.pop(video_id, None)
+        self._to_unregister[video_id] = None
+        self._dirty.set()
+
+    async def _sync_pending(self) -> None:
+        """Send the registrations that piled up since the last call (few commands each)."""
+        pending = self.hub.pending
+        if self._reregister:
+            self._reregister = False
+            self._to_register.update(dict.fromkeys(self._poller.pending_ids()))
+        if self._to_check:
+            checking, self._to_check = list(self._to_check), {}
+            for video_id in checking:
+                state = await self.hub.get_state(video_id)
+                video = (
+                    None
+                    if state is None
+                    else video_from_news(video_id, state.status, state.video_url, state.raw)
+                )
+                if video is not None and video.status.is_terminal:
+                    # Some process saw it final: resolved with no API call.
+                    self._poller.update(video)
+                else:
+                    self._to_register[video_id] = None
+        if self._to_register:
+            registering, self._to_register = list(self._to_register), {}
+            await pending.register(registering, time.time() + self._policy.initial_delay)
+        if self._to_unregister:
+            leaving, self._to_unregister = list(self._to_unregister), {}
+            await pending.unregister(leaving)
+
+    # --- the loops ----------------------------------------------------------------------------
+
+    async def _tail(self, last_id: str) -> None:
+        async for event in self.hub.events(last_id=last_id):
+            video = video_from_news(event.video_id, event.status, event.video_url, event.raw)
+            if video is not None:
+                self._poller.update(video)
+
+    async def _maintain(self) -> None:
+        """Heartbeat, lease, registrations and, while leader, the cluster's polling."""
+        hub = self.hub
+        renew_every = hub.leader.ttl / 3
+        beat_every = hub.pending.heartbeat_ttl / 3
+        next_renew = next_beat = next_poll = 0.0
+        while not self._closed:
+            now = time.monotonic()
+            try:
+                if self._dirty.is_set() or self._reregister:
+                    self._dirty.clear()
+                    await self._sync_pending()
+                if now >= next_beat:
+                    next_beat = now + beat_every
+                    if not await hub.pending.heartbeat():
+                        self._reregister = True  # Redis lost our ids (restart, reaped)
+                    await hub.pending.reap_orphans()
+                if now >= next_renew:
+                    next_renew = now + renew_every
+                    await hub.leader.maintain()
+                if hub.leader.is_leader and now >= next_poll:
+                    next_poll = now + await self._poll_due()
+            except AkoolError as exc:
+                # Redis or AKOOL trouble: the availability watch has switched polling back
+                # to this process where needed; try again after a short pause.
+                logger.debug("hub maintenance step failed: %s", exc)
+                await asyncio.sleep(_IDLE_STEP)
+                continue
+            wake = min(next_beat, next_renew, next_poll if hub.leader.is_leader else next_renew)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(wake - time.monotonic(), _IDLE_STEP))):
+                    await self._dirty.wait()
+
+    async def _poll_due(self) -> float:
+        """Poll every due id of the namespace once; returns seconds until the next round."""
+        hub = self.hub
+        policy = self._policy
+        slowed = await hub.slowed_until()
+        if slowed is not None:
+            return max(0.0, slowed - time.time())
+        while hub.leader.is_leader:
+            ids = await hub.pending.take_due(limit=policy.max_ids_per_request, claim=_CLAIM_SECONDS)
+            if not ids:
+                break
+            await self._poll_once(ids)
+        return policy.interval
+
+    async def _poll_once(self, ids: list[str]) -> None:
+        hub = self.hub
+        try:
+            envelope = await self._transport.request(
+                "POST", RESULTS_PATH, json={"_ids": ",".join(ids)}
+            )
+            items = result_items(envelope)
+        except AkoolError as exc:
+            logger.warning("cluster results call for %d ids failed: %s", len(ids), exc)
+            # Due again after the normal interval: nothing lost, nothing polled twice now.
+            await hub.pending.reschedule(ids, time.time() + self._policy.interval)
+            return
+        final: list[str] = []
+        for item in items:
+            if not isinstance(item, Mapping) or item.get("_id") not in ids:
+                continue
+            video_id = item["_id"]
+            status = read_status(item.get("status"))
+            if status is None:
+                continue
+            url = item.get("video_url") if isinstance(item.get("video_url"), str) else None
+            if status is VideoStatus.COMPLETED and not url:
+                continue  # not done until it has a url: stays due
+            if self._published.get(video_id) != status:
+                self._published[video_id] = status
+                await hub.publish(video_id, int(status), url, item)
+            if status.is_terminal:
+                final.append(video_id)
+                self._published.pop(video_id, None)
+        if final:
+            await hub.pending.drop_final(final)
+        rest = [i for i in ids if i not in final]
+        if rest:
+            await hub.pending.reschedule(rest, time.time() + self._policy.interval)
+
+    # --- shared signals -------------------------------------------------------------------
+
+    async def publish_news(self, video: Video) -> None:
+        """Record and announce a verified webhook's news for every process.
+
+        Redis away: logged; this process still applies the news itself, and the others
+        learn of it from polling.
+        """
+        await self.start()
+        try:
+            await self.hub.publish(video.id, int(video.status), video.video_url, dict(video.raw))
+        except AkoolError as exc:
+            logger.warning("webhook news for video %s not shared (Redis hub: %s)", video.id, exc)
+
+    def _on_retry(self, details: RetryDetails) -> None:
+        error = details.error
+        if isinstance(error, RateLimitError) and self.hub.available:
+            # AKOOL asked one process to slow down: every process slows down.
+            self._spawn(self.hub.slow_down(details.wait))
+
+    async def wait_if_slowed(self) -> None:
+        """Hold a create while any process of the namespace was asked to slow down."""
+        try:
+            until = await self.hub.slowed_until()
+        except AkoolError:
+            return  # Redis away: this process's own retries still honour AKOOL
+        if until is not None:
+            await asyncio.sleep(max(0.0, until - time.time()))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(AkoolError):
+                await work
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+
+def check_hub(hub: object) -> None:
+    """AkoolValueError unless ``hub`` is a ``RedisHub`` (or None)."""
+    if hub is None:
+        return
+    from ._hub._hub import RedisHub  # the hub needs the optional redis package
+
+    if not isinstance(hub, RedisHub):
+        raise AkoolValueError(f"hub: expected an akool_async.redis.RedisHub, got {hub!r:.80}")
