@@ -188,6 +188,19 @@ async def test_negative_or_nan_deduction_credit_is_no_price(
     assert (2 * FALLBACK_5S, 2 * FALLBACK_5S) == (charged, estimate)
 
 
+async def test_free_and_fractional_videos_cost_what_akool_says(
+    server: FakeAkoolServer, proxy: Proxy
+) -> None:
+    """0 and 0.5 credits are real prices, charged as given (only absent, negative or NaN
+    ones fall back to the estimate)."""
+    async with capped(proxy.url, server.api_key, None) as client:
+        proxy.mangle = set_credits(0.0, 0.5)
+        await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+        charged = client.credits_charged
+
+    assert 0.5 == charged
+
+
 async def test_the_estimate_is_the_highest_price_seen(
     server: FakeAkoolServer, proxy: Proxy
 ) -> None:
