@@ -17,12 +17,13 @@ them to settle (their real price may be lower than their estimate) and checks ag
 ``BudgetExceededError`` only when nothing is in flight and it still does not fit.
 
 What a settled create costs: the ``deduction_credit`` of each created video (the estimate for
-an item without one), even when something fails after the answer named them. A create refused
-by AKOOL, or one that never left, costs nothing; so does one stopped by a local error while
-its request was built or encoded (a ``TypeError`` or ``ValueError``: the transport turns every
-failure after the request left into an ``AkoolError``). A create whose outcome is unknown (lost
-answer, cancelled mid-request) is charged its estimate: it may have been billed, and the
-budget must not hand that money out twice.
+an item without a usable one: absent, negative or NaN), even when something fails after the
+answer named them. A create refused by AKOOL, or one that never left, costs nothing; so does
+one stopped by a local error while its request was built or encoded (a ``TypeError`` or
+``ValueError``: the transport turns every failure after the request left into an
+``AkoolError``). A create whose outcome is unknown (lost answer, cancelled mid-request) is
+charged its estimate: it may have been billed, and the budget must not hand that money out
+twice.
 
 ``replace_audio`` makes a new video too and goes through the same budget. Its price is not
 published; before AKOOL has charged one, it is estimated like a new 5 s video.
@@ -100,13 +101,10 @@ def audio_price_key(audio_type: int) -> PriceKey:
 class Spend:
     """One create's reservation. The create reports what it made with ``created``."""
 
-    __slots__ = ("actual", "count", "estimate", "key", "reservation", "sent")
+    __slots__ = ("actual", "estimate", "key", "reservation", "sent")
 
-    def __init__(
-        self, key: PriceKey, count: int, estimate: float, reservation: object = None
-    ) -> None:
+    def __init__(self, key: PriceKey, estimate: float, reservation: object = None) -> None:
         self.key = key
-        self.count = count
         self.estimate = estimate
         #: The shared budget's hold on ``estimate`` (None when the budget is not shared).
         self.reservation = reservation
@@ -147,7 +145,8 @@ class CreditBudget:
         if max_credits is not None and (
             isinstance(max_credits, bool)
             or not isinstance(max_credits, (int, float))
-            or max_credits < 0
+            # "not >= 0" rather than "< 0": NaN compares False both ways.
+            or not max_credits >= 0
         ):
             raise AkoolValueError(
                 f"max_credits: must be a number >= 0 or None, got {max_credits!r}"
@@ -166,7 +165,7 @@ class CreditBudget:
 
     def observe(self, key: PriceKey, unit_price: float) -> None:
         """Learn a per-video price AKOOL charged earlier (e.g. in a previous run)."""
-        self._prices[key] = max(unit_price, self._prices.get(key, 0.0))
+        self._prices[key] = max(unit_price, self._prices.get(key, unit_price))
 
     def _unit_price(self, key: PriceKey) -> float:
         seen = self._prices.get(key)
@@ -211,7 +210,7 @@ class CreditBudget:
             cap = self.max_credits
             if cap is None or self.charged + self.reserved + estimate <= cap + _EPSILON:
                 self.reserved += estimate
-                return Spend(key, count, estimate)
+                return Spend(key, estimate)
             if self.reserved <= _EPSILON:
                 raise BudgetExceededError(
                     f"budget: {count} more video(s) (about {estimate:g} credits) would pass "
@@ -234,7 +233,7 @@ class CreditBudget:
             reservation = await shared.reserve(estimate, cap)
             if reservation is not None:
                 self.reserved += estimate
-                return Spend(key, count, estimate, reservation)
+                return Spend(key, estimate, reservation)
             snapshot = await shared.snapshot()
             if snapshot.reserved <= _EPSILON:
                 raise BudgetExceededError(
@@ -279,7 +278,7 @@ class CreditBudget:
         cost = 0.0
         for video in spend.actual:
             credit = video.deduction_credit
-            if credit is None:
+            if credit is None or not credit >= 0:  # absent, negative or NaN: no usable price
                 cost += unit
             else:
                 cost += credit
