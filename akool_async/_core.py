@@ -21,6 +21,7 @@ from ._downloads import download_video, download_videos
 from ._errors import AkoolResponseError, AkoolValueError
 from ._models import Video, VideoStatus
 from ._polling import Poller, TaskHandle
+from ._pricing import PriceBook
 from ._requests import VideoRequest
 from ._settings import PollPolicy, RetryPolicy
 from ._transport import TOKEN_PATH, Transport
@@ -65,8 +66,9 @@ class ClientCore:
             auth = TokenAuth(client_id, client_secret, self._fetch_token)
         self.transport.auth = auth
         self.poller = Poller(self.transport, poll, wait_timeout, max_pause=retry.max_retry_after)
-        self.budget = CreditBudget(max_credits)
         self.catalog = ModelCatalog()
+        # Estimates price generate_audio with the model list's multiplier once it is known.
+        self.budget = CreditBudget(max_credits, PriceBook(self.catalog.find))
         self.creates = CreatePipeline(
             transport=self.transport,
             poller=self.poller,

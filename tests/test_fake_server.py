@@ -158,12 +158,13 @@ async def test_get_token_wrong_credentials_is_1101(
         assert "token" not in answer
 
 
-async def test_wrong_key_is_1101_and_missing_auth_is_1102(
+async def test_wrong_key_is_1109_and_missing_auth_is_1102(
     server: FakeAkoolServer, http: aiohttp.ClientSession
 ) -> None:
-    """A wrong x-api-key answers HTTP 200 code 1101; no auth header answers 1102."""
+    """A wrong x-api-key answers HTTP 200 code 1109 (what AKOOL's demo expects); no auth
+    header answers 1102."""
     status, answer = await call(http, server, "credits", headers={"x-api-key": "wrong"})
-    assert (200, 1101) == (status, answer["code"])
+    assert (200, 1109) == (status, answer["code"])
     status, answer = await call(http, server, "credits", headers={})
     assert (200, 1102) == (status, answer["code"])
     assert {"code", "msg", "data"} == set(answer)
@@ -249,12 +250,25 @@ async def test_models_by_type(server: FakeAkoolServer, http: aiohttp.ClientSessi
     for model in models.values():
         assert fields <= set(model)
         for resolution in model["resolutionList"]:
-            assert {"label", "value", "width", "height"} <= set(resolution)
+            assert {"label", "value", "width", "height", "unit_credit"} <= set(resolution)
+        # Only the shapes AKOOL's docs and demo show: null, or this object.
+        audio = model["generate_audio"]
+        assert audio is None or {
+            "required",
+            "type",
+            "default",
+            "extra_credit_multiplier",
+        } == set(audio)
     fast = models["AkoolImage2VideoFastV1"]
     assert ["480p", "720p"] == [r["value"] for r in fast["resolutionList"]]
     assert (None, False, 10) == (fast["generate_audio"], fast["supportedLastFrame"], 10)
-    assert models["AkoolImage2VideoHDV1"]["generate_audio"] is False
-    assert isinstance(models["seedance-1-0-lite-i2v-250428"]["generate_audio"], dict)
+    assert 2 == models["seedance-1-0-lite-i2v-250428"]["generate_audio"]["extra_credit_multiplier"]
+    # Highest sort first, AkoolImage2VideoFastV1 first, as in the docs' example.
+    sorts = [m["sort"] for m in answer["data"]]
+    assert ("AkoolImage2VideoFastV1", sorted(sorts, reverse=True)) == (
+        answer["data"][0]["value"],
+        sorts,
+    )
     _, answer = await call(http, server, "models", params=[("types[]", "1502")])
     assert [] == answer["data"]
     assert {"types[]": ["1502"]} == server.calls("models")[-1].query
@@ -310,11 +324,11 @@ async def test_create_batch_answer_fields(
         assert 3 == item["batch_count"]
         assert abs(item["create_time"] / 1000 - time.time()) < 60
         assert "AkoolImage2VideoFastV1" == item["model_name"]
-        # 720p costs 30 per 5 s: 60 for 10 s.
-        assert 60.0 == item["deduction_credit"]
+        # 720p costs 20 per 5 s (the docs' table): 40 for 10 s.
+        assert 40.0 == item["deduction_credit"]
     assert 3 == len({item["_id"] for item in items})
     assert 1 == len({item["batch_id"] for item in items})
-    assert before - 180.0 == server.credit
+    assert before - 120.0 == server.credit
     assert 3 == server.created_count
     assert [i["_id"] for i in items] == server.calls("create_batch")[0].created_ids
     assert {"code", "msg", "data"} == set((await call(http, server, "credits"))[1])
@@ -359,7 +373,7 @@ async def test_create_batch_respects_model_max_count(
             "durationList": [5],
             "maxCount": 2,
             "supportedLastFrame": True,
-            "generate_audio": False,
+            "generate_audio": None,
         }
     ]
     async with FakeAkoolServer(models=models) as fake:
@@ -367,17 +381,18 @@ async def test_create_batch_respects_model_max_count(
         _, answer = await call(http, fake, "create_batch", {**body, "count": 3})
         assert 1003 == answer["code"]
         items = await create(http, fake, **{**body, "count": 2, "last_image_url": "x"})
-        assert [60.0, 60.0] == [item["deduction_credit"] for item in items]
+        # 4k costs 30 per 5 s (the docs' table).
+        assert [30.0, 30.0] == [item["deduction_credit"] for item in items]
 
 
 async def test_insufficient_credit_is_1006_and_creates_nothing(
     server: FakeAkoolServer, http: aiohttp.ClientSession
 ) -> None:
     """A batch costing more than the balance answers 1006, charges nothing, creates nothing."""
-    server.credit = 50.0
+    server.credit = 30.0  # two 5 s 720p videos cost 40
     status, answer = await call(http, server, "create_batch", {**BATCH, "count": 2})
     assert (200, 1006) == (status, answer["code"])
-    assert (0, 50.0) == (server.created_count, server.credit)
+    assert (0, 30.0) == (server.created_count, server.credit)
 
 
 async def test_next_batch_errors_go_to_error_list(
@@ -674,7 +689,7 @@ async def test_reset_after_acts_then_drops(
     (record,) = server.calls("create_batch")
     assert 2 == server.created_count == len(record.created_ids)
     assert set(record.created_ids) == set(server.videos)
-    assert before - 60.0 == server.credit
+    assert before - 40.0 == server.credit
     assert (FaultKind.RESET_AFTER, None) == (record.fault, record.http_status)
 
 
