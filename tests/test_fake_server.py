@@ -281,6 +281,7 @@ async def test_effects_envelope(server: FakeAkoolServer, http: aiohttp.ClientSes
     assert len(effects) == answer["data"]["count"] > 0
     for effect in effects:
         assert {"_id", "effect_code", "name", "logo", "video_url"} <= set(effect)
+        assert 1501 == effect["sub_type"]
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -1098,3 +1099,94 @@ async def test_webhook_task_errors_are_kept(
         assert 1 == len(fake.webhook_errors)
         assert isinstance(fake.webhook_errors[0], ValueError)
     assert [] == receiver.bodies
+
+
+# -- what AKOOL accepts and what it may answer ----------------------------------------------
+
+
+async def test_unknown_request_fields_are_accepted_and_recorded(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """Fields AKOOL does not document are ignored, as AKOOL does, and kept in the request
+    log's ``unknown_fields`` (what AKOOL's demo sends to the batch endpoint, say)."""
+    extra = {"effect_code": "squish_1", "audio_type": 3, "multi_prompt": [{"prompt": "a"}]}
+    items = await create(http, server, **extra)
+    status, answer = await call(
+        http, server, "results", {"_ids": items[0]["_id"], "page": 1}, headers=KEY
+    )
+
+    assert (1, 200, 1000) == (len(items), status, answer["code"])
+    create_call, results_call = server.requests
+    assert extra == create_call.unknown_fields
+    assert {"page": 1} == results_call.unknown_fields
+    assert "" == items[0]["effect_name"]  # ignored: effects belong to the single create
+
+
+async def test_wrong_typed_fields_knob(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``wrong_typed_fields`` sends optional fields with plausible wrong types and an
+    unknown key, in create and results answers alike; required ones stay usable."""
+    server.wrong_typed_fields = True
+    (created,) = await create(http, server, video_length=10)
+    server.complete(created["_id"])
+    item = (await results(http, server, [created["_id"]]))[created["_id"]]
+
+    for answer in (created, item):
+        assert ("40.0", 0, "false", None) == (
+            answer["deduction_credit"],
+            answer["only_add_audio"],
+            answer["extend_prompt"],
+            answer["negative_prompt"],
+        )
+        assert isinstance(answer["create_time"], str)
+        assert "task_meta" in answer
+    assert (3, server.video_url(created["_id"])) == (item["status"], item["video_url"])
+    assert isinstance(item["video_duration"], str)
+
+
+async def test_answer_with_sends_an_unknown_status_until_cleared(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``answer_with(id, status=5)`` makes results report status 5; with no fields the
+    video is answered normally again."""
+    (created,) = await create(http, server)
+    video_id = created["_id"]
+    server.complete(video_id)
+    server.answer_with(video_id, status=5)
+    odd = (await results(http, server, [video_id]))[video_id]
+    server.answer_with(video_id)
+    normal = (await results(http, server, [video_id]))[video_id]
+
+    assert (5, 3) == (odd["status"], normal["status"])
+
+
+async def test_answer_with_sends_a_completed_video_without_a_url(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``answer_with(id, video_url="")`` on a completed video answers status 3 with an
+    empty ``video_url``."""
+    (created,) = await create(http, server)
+    video_id = created["_id"]
+    server.complete(video_id)
+    server.answer_with(video_id, video_url="")
+    item = (await results(http, server, [video_id]))[video_id]
+
+    assert (3, "") == (item["status"], item["video_url"])
+
+
+async def test_audio_replacement_costs_5_credits_per_5_seconds(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """Replacing a 10 s video's audio costs 10 credits (the docs' 5 per 5 s)."""
+    (created,) = await create(http, server, video_length=10)
+    server.complete(created["_id"])
+    before = server.credit
+    body = {"pre_video_id": created["_id"], "audio_url": "https://a.example/x.mp3", "audio_type": 2}
+    _, answer = await call(http, server, "update_audio", body)
+
+    assert (1000, 10.0, 10.0) == (
+        answer["code"],
+        answer["data"]["deduction_credit"],
+        before - server.credit,
+    )

@@ -382,7 +382,8 @@ def _item(
         "resolution": video.resolution,
         "video_length": video.video_length,
         "file_name": video.image_url.rsplit("/", 1)[-1],
-        "effect_name": body.get("effect_code") or "",
+        # Only the single create takes an effect; other endpoints ignore the field (§4).
+        "effect_name": (body.get("effect_code") or "") if video.endpoint == "create" else "",
         "image_url": video.image_url,
         "prompt": video.prompt,
         "negative_prompt": body.get("negative_prompt") or "",
