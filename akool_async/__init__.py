@@ -38,6 +38,7 @@ from ._errors import (
 from ._generate import CreateFailure, Generation, Progress
 from ._models import AIModel, DeleteResult, Effect, Resolution, Video, VideoStatus
 from ._polling import PollerStatistics, TaskHandle
+from ._pricing import CreditEstimate, PriceSource
 from ._requests import VideoRequest
 from ._settings import USE_CLIENT_DEFAULT, CallOptions, PollPolicy, RetryPolicy, UseClientDefault
 from ._webhook_crypto import DEFAULT_WEBHOOK_TOLERANCE, WebhookEvent, verify_webhook
@@ -66,6 +67,7 @@ __all__ = [
     "ClientClosedError",
     "CreateFailure",
     "CreateOutcomeUnknownError",
+    "CreditEstimate",
     "DeleteResult",
     "DownloadError",
     "Effect",
@@ -75,6 +77,7 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "PollerStatistics",
+    "PriceSource",
     "Progress",
     "RateLimitError",
     "Resolution",

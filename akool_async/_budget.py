@@ -4,13 +4,10 @@ Every create reserves its estimated cost before it is sent and settles it when t
 arrives. The cap is checked against ``charged + reserved + estimate``, so concurrent creates
 cannot overshoot it together.
 
-How the next create's cost is estimated:
-
-* from earlier answers: the highest ``deduction_credit`` per video this client has seen for the
-  same price key (model, resolution, length, audio), times the videos asked for;
-* before any such answer: ``FALLBACK_CREDITS_PER_5S`` per 5 seconds of video, times 1.5 with
-  ``generate_audio``: the top of AKOOL's published 20-60 credits per video (akool-api.md §9),
-  so a guess errs towards stopping early rather than overspending.
+How the next create's cost is estimated: ``_pricing`` (the one place the pricing rules
+live): the highest ``deduction_credit`` per video seen for the same price key (model,
+resolution, length, audio), else AKOOL's published table, else a conservative fallback;
+times the videos asked for. ``client.image_to_video.estimate_credits`` shows the same number.
 
 When the estimate does not fit but other creates are still in flight, the create waits for
 them to settle (their real price may be lower than their estimate) and checks again; it raises
@@ -25,8 +22,8 @@ one stopped by a local error while its request was built or encoded (a ``TypeErr
 charged its estimate: it may have been billed, and the budget must not hand that money out
 twice.
 
-``replace_audio`` makes a new video too and goes through the same budget. Its price is not
-published; before AKOOL has charged one, it is estimated like a new 5 s video.
+``replace_audio`` makes a new video too and goes through the same budget (priced by the
+table's audio row until AKOOL has charged one).
 """
 
 from __future__ import annotations
@@ -46,44 +43,41 @@ from ._errors import (
     ClientClosedError,
 )
 from ._models import Video
+from ._pricing import (
+    REPLACE_AUDIO,
+    SINGLE,
+    SINGLE_PREMIUM,
+    CreditEstimate,
+    PriceBook,
+    PriceKey,
+)
+from ._pricing import price_key as _price_key
 from ._requests import VideoRequest
 
 logger = logging.getLogger("akool_async")
 
-#: Credits assumed per 5 seconds of video before AKOOL has told us a price (akool-api.md §9).
-FALLBACK_CREDITS_PER_5S: Final = 60.0
-#: Price factor of ``generate_audio`` in the fallback estimate.
-FALLBACK_AUDIO_FACTOR: Final = 1.5
 # Float sums of prices like 22.5 must not trip the cap by rounding noise.
 _EPSILON: Final = 1e-9
 #: Seconds between two looks at a shared budget whose holds elsewhere may still settle.
 _SHARED_RECHECK: Final = 0.05
-
-#: (model name, resolution, video length, generate_audio): what a video's price depends on.
-PriceKey = tuple[str, str, int, bool]
 
 #: Errors after which AKOOL certainly did not create (or bill) anything.
 _NOTHING_CHARGED: Final = (AkoolAPIError, AkoolConnectionError, AkoolValueError, ClientClosedError)
 #: Local errors of building or encoding a request (e.g. a body json cannot encode): raised
 #: before anything is written, since the transport maps every later failure to an AkoolError.
 _LOCAL_ERRORS: Final = (TypeError, ValueError)
-#: The "model" of ``replace_audio`` in price keys.
-REPLACE_AUDIO: Final = "replace_audio"
 
 
 def price_key(request: VideoRequest) -> PriceKey:
     """The price key of a batch create."""
-    return (
-        request.model_name or "",
-        request.resolution,
-        request.video_length,
-        bool(request.generate_audio),
+    return _price_key(
+        request.model_name, request.resolution, request.video_length, request.generate_audio
     )
 
 
 def single_price_key(body: Mapping[str, Any]) -> PriceKey:
     """The price key of a single (older endpoint) create body."""
-    model = "single:premium" if body.get("is_premium_model") else "single"
+    model = SINGLE_PREMIUM if body.get("is_premium_model") else SINGLE
     length = body.get("video_length")
     return (
         model,
@@ -94,8 +88,8 @@ def single_price_key(body: Mapping[str, Any]) -> PriceKey:
 
 
 def audio_price_key(audio_type: int) -> PriceKey:
-    """The price key of ``replace_audio``; unpublished, it is first estimated as a 5 s video."""
-    return (f"{REPLACE_AUDIO}:{audio_type}", "", 5, audio_type == 1)
+    """The price key of ``replace_audio`` (the earlier video's length is not known here)."""
+    return (f"{REPLACE_AUDIO}:{audio_type}", "", 0, audio_type == 1)
 
 
 class Spend:
@@ -141,7 +135,12 @@ class CreditBudget:
     each reservation is checked and held atomically in Redis, and settled there.
     """
 
-    def __init__(self, max_credits: float | None, shared: SharedCredits | None = None) -> None:
+    def __init__(
+        self,
+        max_credits: float | None,
+        prices: PriceBook | None = None,
+        shared: SharedCredits | None = None,
+    ) -> None:
         if max_credits is not None and (
             isinstance(max_credits, bool)
             or not isinstance(max_credits, (int, float))
@@ -154,26 +153,23 @@ class CreditBudget:
         self.max_credits = None if max_credits is None else float(max_credits)
         self.charged = 0.0
         self.reserved = 0.0
-        self._prices: dict[PriceKey, float] = {}
+        #: What AKOOL charged so far, and the estimates built on it.
+        self.prices = PriceBook() if prices is None else prices
         self._settled = asyncio.Event()
         self._shared = shared if self.max_credits is not None else None
         self._settling: set[asyncio.Task[None]] = set()
 
     def estimate(self, key: PriceKey, count: int) -> float:
         """The estimated cost of ``count`` videos of ``key`` (see the module docstring)."""
-        return self._unit_price(key) * count
+        return self.quote(key, count).credits
+
+    def quote(self, key: PriceKey, count: int) -> CreditEstimate:
+        """The estimate of ``count`` videos of ``key``, with its source."""
+        return self.prices.quote(key, count)
 
     def observe(self, key: PriceKey, unit_price: float) -> None:
         """Learn a per-video price AKOOL charged earlier (e.g. in a previous run)."""
-        self._prices[key] = max(unit_price, self._prices.get(key, unit_price))
-
-    def _unit_price(self, key: PriceKey) -> float:
-        seen = self._prices.get(key)
-        if seen is not None:
-            return seen
-        _, _, length, audio = key
-        price = FALLBACK_CREDITS_PER_5S * max(length, 1) / 5
-        return price * FALLBACK_AUDIO_FACTOR if audio else price
+        self.prices.observe(key, unit_price)
 
     @contextlib.asynccontextmanager
     async def spend(self, key: PriceKey, count: int) -> AsyncIterator[Spend]:
@@ -274,7 +270,7 @@ class CreditBudget:
     def _cost(self, spend: Spend) -> float:
         if spend.actual is None:
             return spend.estimate
-        unit = self._unit_price(spend.key)
+        unit = self.quote(spend.key, 1).per_video
         cost = 0.0
         for video in spend.actual:
             credit = video.deduction_credit

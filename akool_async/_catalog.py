@@ -24,6 +24,10 @@ class ModelCatalog:
         """Keep ``models`` as the known image-to-video models."""
         self._known = {m.value: m for m in models}
 
+    def find(self, model_name: str) -> AIModel | None:
+        """The known model named ``model_name``; None when unknown or not yet listed."""
+        return None if self._known is None else self._known.get(model_name)
+
     def check(self, model_name: str | None) -> AIModel | None:
         """The known model named ``model_name``; AkoolValueError when the list lacks it."""
         if model_name is None or self._known is None:

@@ -204,6 +204,14 @@ def _flag(item: Mapping[str, Any], key: str) -> bool:
     return read_bool(item.get(key)) or False
 
 
+def _audio_multiplier(generate_audio: object) -> float | None:
+    # The docs and AKOOL's demo show {required, type, default, extra_credit_multiplier}.
+    if not isinstance(generate_audio, Mapping):
+        return None
+    factor = read_float(generate_audio.get("extra_credit_multiplier"))
+    return factor if factor is not None and factor > 0 else None
+
+
 def read_model(item: object) -> AIModel | None:
     """A model-list item read as far as it goes; None when it has no string ``value``."""
     if not isinstance(item, Mapping) or not isinstance(item.get("value"), str):
@@ -222,6 +230,7 @@ def read_model(item: object) -> AIModel | None:
         supports_last_frame=_flag(item, "supportedLastFrame"),
         # generate_audio is null (unsupported), a bool or an object: only "not null" matters.
         supports_audio=item.get("generate_audio") is not None,
+        audio_credit_multiplier=_audio_multiplier(item.get("generate_audio")),
         supports_extend_prompt=_flag(item, "supportedExtendPrompt"),
         is_pro=_flag(item, "isPro"),
         requires_pay=_flag(item, "requiresPay"),

@@ -23,6 +23,7 @@ from ._downloads import download_video, download_videos
 from ._errors import AkoolResponseError, AkoolValueError
 from ._models import Video, VideoStatus
 from ._polling import Poller, TaskHandle
+from ._pricing import PriceBook
 from ._requests import VideoRequest
 from ._settings import (
     NO_OPTIONS,
@@ -102,11 +103,16 @@ class ClientCore:
             connect_timeout=connect_timeout,
         )
         poller = Poller(transport, poll, wait_timeout, max_pause=retry.max_retry_after)
-        budget = CreditBudget(max_credits, shared=None if hub is None else hub.budget)
+        catalog = ModelCatalog()
+        # Estimates price generate_audio with the model list's multiplier once it is known.
+        budget = CreditBudget(
+            max_credits,
+            PriceBook(catalog.find),
+            shared=None if hub is None else hub.budget,
+        )
         cluster = None
         if hub is not None:
             cluster = Cluster(hub, transport=transport, poller=poller, policy=poll)
-        catalog = ModelCatalog()
         core = cls(
             # The console API key IS the legacy clientSecret (akool-api.md §2): webhooks use it.
             client_id=client_id,

@@ -22,7 +22,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
-from ._budget import CreditBudget, PriceKey, Spend, price_key
+from ._budget import CreditBudget, Spend, price_key
 from ._catalog import ModelCatalog
 from ._cluster import Cluster
 from ._constants import MAX_BATCH_COUNT
@@ -39,6 +39,7 @@ from ._errors import (
 )
 from ._models import Video, is_video_id
 from ._polling import Poller, TaskHandle
+from ._pricing import PriceKey
 from ._requests import VideoRequest
 from ._settings import NO_OPTIONS, USE_CLIENT_DEFAULT, RequestOptions, TimeoutArg
 from ._transport import Transport

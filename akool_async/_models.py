@@ -76,7 +76,9 @@ class AIModel:
     """An image-to-video model from the model list.
 
     ``value`` is what ``create_batch(model_name=...)`` takes. ``supports_audio`` is true when
-    the wire ``generate_audio`` is not null, whatever its type. ``sort`` is AKOOL's display
+    the wire ``generate_audio`` is not null, whatever its type; ``audio_credit_multiplier`` is
+    its ``extra_credit_multiplier`` (what ``generate_audio`` multiplies the price by), when
+    given. ``sort`` is AKOOL's display
     order (``models.list()`` puts the highest first); a field whose wire value has an
     unexpected type reads as its default, and ``raw`` keeps it as sent.
     """
@@ -93,6 +95,7 @@ class AIModel:
     max_image_count: int | None = None
     supports_last_frame: bool = False
     supports_audio: bool = False
+    audio_credit_multiplier: float | None = None
     supports_extend_prompt: bool = False
     is_pro: bool = False
     requires_pay: bool = False

@@ -135,14 +135,15 @@ async def test_concurrent_1101s_refresh_once(server: FakeAkoolServer) -> None:
     assert 2 == len(set(bearer(server, "credits")))
 
 
-async def test_api_key_1101_is_not_retried(server: FakeAkoolServer) -> None:
-    """With x-api-key there is nothing to refresh: 1101 raises AuthenticationError at once."""
+async def test_unknown_api_key_is_not_retried(server: FakeAkoolServer) -> None:
+    """With x-api-key there is nothing to refresh: an unknown key (1109, as AKOOL's demo
+    expects) raises AuthenticationError at once."""
     async with AkoolClient(
         "y" * 32, base_url=server.url, retry=RetryPolicy.fast(), poll=FAST_POLL
     ) as client:
         with pytest.raises(AuthenticationError) as caught:
             await client.account.credits()
-    assert 1101 == caught.value.code
+    assert 1109 == caught.value.code
     assert 1 == server.call_count("credits")
     assert 0 == server.call_count("token")
 
@@ -154,12 +155,12 @@ async def test_authentication_failure_fails_every_waiting_handle(
     server.queue_seconds = 60.0  # the videos stay pending
     first = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
     second = await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
-    server.api_key = "z" * 32  # the client's key is now refused (1101)
+    server.api_key = "z" * 32  # the client's key is now unknown (1109)
     outcomes = await asyncio.gather(
         *(h.wait(timeout=10) for h in first.handles + second.handles), return_exceptions=True
     )
     assert [AuthenticationError] * 5 == [type(o) for o in outcomes]
-    assert {1101} == {o.code for o in outcomes if isinstance(o, AuthenticationError)}
+    assert {1109} == {o.code for o in outcomes if isinstance(o, AuthenticationError)}
     assert 0 == client.poller.statistics().pending
 
 

@@ -20,9 +20,11 @@ from akool_async._budget import CreditBudget, price_key
 from akool_async._requests import VideoRequest
 from akool_async.testing import FakeAkoolServer, FaultKind
 
-#: The fake charges 30 credits per 5 s of 720p video; the fallback estimate is 60.
-PRICE_720P_5S = 30.0
+#: AKOOL's table (and the fake) price a 5 s 720p video at 20 credits; before any answer the
+#: budget estimates it from that table. A third-party model's first estimate is the fallback.
+PRICE_720P_5S = 20.0
 FALLBACK_5S = 60.0
+SEEDANCE = "seedance-1-0-lite-i2v-250428"
 
 
 def capped(server: FakeAkoolServer, max_credits: float | None) -> AkoolClient:
@@ -47,37 +49,58 @@ async def test_creates_stop_before_the_cap_is_passed(
     client100: AkoolClient, server: FakeAkoolServer
 ) -> None:
     """Creates go through while they fit; the one that would pass the cap is not sent."""
-    await client100.image_to_video.create_batch(**CREATE_ARGS, count=1)  # 30
-    await client100.image_to_video.create_batch(**CREATE_ARGS, count=2)  # 90
+    await client100.image_to_video.create_batch(**CREATE_ARGS, count=1)  # 20
+    await client100.image_to_video.create_batch(**CREATE_ARGS, count=3)  # 80
 
     with pytest.raises(BudgetExceededError) as caught:
-        await client100.image_to_video.create_batch(**CREATE_ARGS, count=1)  # 120 > 100
+        await client100.image_to_video.create_batch(**CREATE_ARGS, count=2)  # 120 > 100
 
-    assert 3 == server.created_count
+    assert 4 == server.created_count
     assert 2 == server.call_count("create_batch")
-    assert 90.0 == client100.credits_charged
-    assert (100.0, 90.0, PRICE_720P_5S) == (
+    assert 80.0 == client100.credits_charged
+    assert (100.0, 80.0, 2 * PRICE_720P_5S) == (
         caught.value.max_credits,
         caught.value.charged,
         caught.value.estimate,
     )
 
 
-async def test_the_first_create_of_a_kind_is_estimated_conservatively(
-    server: FakeAkoolServer,
-) -> None:
-    """Before any answer, a 5 s video is assumed to cost 60 credits, so a cap of 50 refuses."""
-    async with capped(server, 50) as client:
+async def test_the_first_create_is_refused_before_it_is_sent(server: FakeAkoolServer) -> None:
+    """Before any answer, the estimate is AKOOL's table (20 for 5 s of 720p): a cap of 15
+    refuses the create without sending it."""
+    async with capped(server, 15) as client:
         with pytest.raises(BudgetExceededError) as caught:
             await client.image_to_video.create_batch(**CREATE_ARGS)
 
+    assert PRICE_720P_5S == caught.value.estimate
+    assert (0, 0) == (server.call_count("create_batch"), server.created_count)
+
+
+async def test_a_third_party_model_is_estimated_conservatively(server: FakeAkoolServer) -> None:
+    """The table does not cover third-party models: their first create is estimated at the
+    fallback (60 per 5 s) and refused under a cap of 50; nothing is sent."""
+    async with capped(server, 50) as client:
+        with pytest.raises(BudgetExceededError) as caught:
+            await client.image_to_video.create_batch(**CREATE_ARGS, model_name=SEEDANCE)
+
     assert FALLBACK_5S == caught.value.estimate
-    assert 0 == server.call_count("create_batch")
+    assert (0, 0) == (server.call_count("create_batch"), server.created_count)
+
+
+async def test_an_observed_price_replaces_the_first_estimate(server: FakeAkoolServer) -> None:
+    """Once AKOOL charged a third-party video (20), the next create of that kind is estimated
+    at what it was charged, so it fits where the fallback would not."""
+    async with capped(server, 80) as client:
+        await client.image_to_video.create_batch(**CREATE_ARGS, model_name=SEEDANCE)  # est. 60
+        await client.image_to_video.create_batch(**CREATE_ARGS, model_name=SEEDANCE, count=3)
+        charged = client.credits_charged
+
+    assert (2, 4 * PRICE_720P_5S) == (server.call_count("create_batch"), charged)
 
 
 async def test_concurrent_creates_do_not_overshoot_the_cap(server: FakeAkoolServer) -> None:
-    """Ten concurrent one-video creates under a 200-credit cap make exactly six videos."""
-    async with capped(server, 200) as client:
+    """Ten concurrent one-video creates under a 130-credit cap make exactly six videos."""
+    async with capped(server, 130) as client:
         outcomes = await asyncio.gather(
             *(client.image_to_video.create_batch(**CREATE_ARGS) for _ in range(10)),
             return_exceptions=True,
@@ -86,7 +109,7 @@ async def test_concurrent_creates_do_not_overshoot_the_cap(server: FakeAkoolServ
 
     refused = [o for o in outcomes if isinstance(o, BudgetExceededError)]
     assert (6, 4) == (server.created_count, len(refused))
-    assert 180.0 == charged
+    assert 6 * PRICE_720P_5S == charged
 
 
 async def test_an_unknown_outcome_is_counted_as_charged(server: FakeAkoolServer) -> None:
@@ -97,7 +120,7 @@ async def test_an_unknown_outcome_is_counted_as_charged(server: FakeAkoolServer)
             await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
         charged = client.credits_charged
 
-    assert 2 * FALLBACK_5S == charged
+    assert 2 * PRICE_720P_5S == charged
 
 
 async def test_cancelling_a_create_costs_only_if_it_was_sent(server: FakeAkoolServer) -> None:
@@ -115,15 +138,15 @@ async def test_cancelling_a_create_costs_only_if_it_was_sent(server: FakeAkoolSe
         charged = client.credits_charged
 
     assert 1 == server.call_count("create_batch")
-    assert FALLBACK_5S == charged
+    assert PRICE_720P_5S == charged
 
 
 async def test_a_refused_create_costs_nothing(server: FakeAkoolServer) -> None:
     """A create AKOOL refused (code 1003) releases its reservation."""
-    async with capped(server, 60) as client:
-        with pytest.raises(ValidationError):
+    async with capped(server, 30) as client:
+        with pytest.raises(ValidationError):  # estimated at 30: it fits, AKOOL refuses it
             await client.image_to_video.create_batch(**{**CREATE_ARGS, "resolution": "4k"})
-        await client.image_to_video.create_batch(**CREATE_ARGS)  # fits the 60 again
+        await client.image_to_video.create_batch(**CREATE_ARGS)  # fits the 30 again
         charged = client.credits_charged
 
     assert PRICE_720P_5S == charged
@@ -131,7 +154,7 @@ async def test_a_refused_create_costs_nothing(server: FakeAkoolServer) -> None:
 
 async def test_the_single_create_is_guarded_too(server: FakeAkoolServer) -> None:
     """The older single-create endpoint reserves and is refused past the cap."""
-    async with capped(server, 70) as client:
+    async with capped(server, 50) as client:
         await client.image_to_video.create(
             image_url=CREATE_ARGS["image_url"],
             prompt="wave",
@@ -168,9 +191,9 @@ def test_a_negative_cap_is_rejected() -> None:
 
 
 async def test_replacing_audio_is_charged_and_capped(server: FakeAkoolServer) -> None:
-    """replace_audio counts in credits_charged, and is refused when its estimate (a 5 s
-    video's, before any price is known) does not fit under max_credits."""
-    async with capped(server, 100) as client:
+    """replace_audio counts in credits_charged, and is refused when its estimate (the
+    table's 5 credits per 5 s, for an assumed 10 s video) does not fit under max_credits."""
+    async with capped(server, 30) as client:
         (handle,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
         video = await handle
         await client.image_to_video.replace_audio(
@@ -182,7 +205,7 @@ async def test_replacing_audio_is_charged_and_capped(server: FakeAkoolServer) ->
                 video_id=video.id, audio_url="https://audio.example/a.mp3", audio_type=1
             )
 
-    # The fake charges 1 credit per second of video for new audio.
+    # New audio for a 5 s video: 5 credits (the table); the second (est. 10) would pass 30.
     assert (1, PRICE_720P_5S + 5.0) == (server.call_count("update_audio"), charged)
 
 
@@ -204,4 +227,4 @@ async def test_a_local_error_before_the_request_is_written_costs_nothing() -> No
     with pytest.raises(asyncio.CancelledError):
         await sent_then(asyncio.CancelledError())
 
-    assert (0.0, FALLBACK_5S, 0.0) == (local_charge, budget.charged, budget.reserved)
+    assert (0.0, PRICE_720P_5S, 0.0) == (local_charge, budget.charged, budget.reserved)

@@ -236,8 +236,8 @@ async def test_no_queued_create_is_sent_after_the_credit_runs_out(
     for the client's create slots nor one already waiting for the budget."""
     server.credit = 0.0
     jobs, _ = parse_jobs([line(id=f"job-{i}") for i in range(5)])
-    # A cap of 100 holds one 60-credit estimate: the second create waits for the first.
-    async with fast_client(server, max_concurrent_creates=2, max_credits=100) as client:
+    # A cap of 30 holds one 20-credit estimate: the second create waits for the first.
+    async with fast_client(server, max_concurrent_creates=2, max_credits=30) as client:
         outcome = await run_job(client, tmp_path / "journal.sqlite3", jobs, tmp_path / "out")
 
     assert 1 == server.call_count("create_batch")

@@ -96,7 +96,7 @@ def conn(server: FakeAkoolServer) -> list[str]:
 
 
 def request(prompt: str, count: int = 1, **extra: Any) -> dict[str, Any]:
-    """One jobs-file request (720p, 5 s: 30 credits per video on the fake)."""
+    """One jobs-file request (720p, 5 s: 20 credits per video on the fake)."""
     return {
         "image_url": IMAGE,
         "prompt": prompt,
@@ -185,7 +185,7 @@ async def test_models_prints_a_table_and_json(fake: FakeAkoolServer) -> None:
     raw = await cli("models", "--json", *conn(fake))
 
     assert 0 == table.code
-    assert "AkoolImage2VideoHDV1          720p,1080p       5,10     yes" in table.out
+    assert "AkoolImage2VideoHDV1          720p,1080p,4k    5,10     yes" in table.out
     by_sort = sorted(DEFAULT_MODELS, key=lambda m: -m["sort"])
     assert [m["value"] for m in by_sort] == [m["value"] for m in json.loads(raw.out)]
 
@@ -222,7 +222,7 @@ async def test_create_then_wait_then_download(fake: FakeAkoolServer, tmp_path: P
     waited = await cli("wait", *ids, *conn(fake))
     saved = await cli("download", *ids, "--out", str(tmp_path), *conn(fake))
 
-    assert (0, 2, 60.0) == (created.code, len(ids), data["deduction_credit"])
+    assert (0, 2, 40.0) == (created.code, len(ids), data["deduction_credit"])
     assert 0 == waited.code
     assert [f"{i}  completed  {fake.video_url(i)}" for i in ids] == waited.out.splitlines()
     assert 0 == saved.code
@@ -247,7 +247,7 @@ async def test_create_wait_prints_the_finished_videos(fake: FakeAkoolServer) -> 
 
     (video_id,) = fake.videos
     assert (0, f"{video_id}  completed  {fake.video_url(video_id)}\n") == (run.code, run.out)
-    assert "created 1 video(s) for 30 credits" in run.err
+    assert "created 1 video(s) for 20 credits" in run.err
 
 
 async def test_create_refuses_more_than_one_batch(fake: FakeAkoolServer) -> None:
@@ -347,7 +347,7 @@ async def test_the_key_is_never_printed(fake: FakeAkoolServer, tmp_path: Path) -
 
     assert [0, 0, 0, 3, 3, 2] == [r.code for r in runs]
     assert [] == [r for r in runs if wrong in r.out + r.err]
-    assert "[1101]" in runs[3].err
+    assert "[1109]" in runs[3].err
 
 
 async def test_a_missing_key_is_an_authentication_error(fake: FakeAkoolServer) -> None:
@@ -389,7 +389,7 @@ async def test_bulk_of_thirty_requests_downloads_every_file(tmp_path: Path) -> N
     assert {f"job-{i:02d}-{k}.mp4" for i, n in enumerate(counts) for k in range(1, n + 1)} == set(
         files
     )
-    assert (sum(counts), sum(counts), 0, 0, 30.0 * sum(counts)) == (
+    assert (sum(counts), sum(counts), 0, 0, 20.0 * sum(counts)) == (
         summary["created"],
         summary["downloaded"],
         summary["failed"],
@@ -411,7 +411,7 @@ async def test_bulk_killed_with_sigkill_resumes_without_duplicates(tmp_path: Pat
     out = tmp_path / "out"
     journal = out / JOURNAL
     async with FakeAkoolServer(
-        api_key=KEY, queue_seconds=0.05, process_seconds=1.0, timing_jitter=0.5, credit=900
+        api_key=KEY, queue_seconds=0.05, process_seconds=1.0, timing_jitter=0.5, credit=600
     ) as fake:
         proc = await start("bulk", str(jobs), "--out", str(out), *conn(fake))
 
@@ -466,8 +466,8 @@ async def test_a_create_cut_off_by_a_crash_is_unknown_and_not_resent(tmp_path: P
         assert (11, {"a": 1, "b": 1, "c": 1}) == (rerun.code, sent_after_rerun)
         assert "in flight when the last run stopped" in rerun.err
         assert "unknown     1" in rerun.out
-        # The cut-off create counts at its estimate (60: no price known yet), b and c at 30.
-        assert "credits     120 (60 this run)" in rerun.out
+        # The cut-off create counts at its estimate (20: the docs' table), b and c at 20.
+        assert "credits     60 (40 this run)" in rerun.out
         assert {"b-1.mp4", "c-1.mp4"} <= set(videos_on_disk(out))
         assert (0, {"a": 2, "b": 1, "c": 1}) == (retried.code, creates_sent_per_prompt(fake))
         assert {"a-1.mp4", "b-1.mp4", "c-1.mp4"} == set(videos_on_disk(out))
@@ -495,19 +495,19 @@ async def test_an_ambiguous_create_is_reported_and_not_retried(
 
 async def test_max_credits_stops_at_the_cap(fake: FakeAkoolServer, tmp_path: Path) -> None:
     """--max-credits stops creating (exit 6), counts earlier runs, and a higher cap goes on."""
-    items = [request(f"job {i}", 2, id=f"job-{i}") for i in range(10)]  # 60 credits each
+    items = [request(f"job {i}", 2, id=f"job-{i}") for i in range(10)]  # 40 credits each
     jobs = write_jobs(tmp_path / "jobs.jsonl", items)
     out = tmp_path / "out"
 
-    capped = await cli("bulk", str(jobs), "--out", str(out), "--max-credits", "250", *conn(fake))
+    capped = await cli("bulk", str(jobs), "--out", str(out), "--max-credits", "170", *conn(fake))
     created_first = fake.created_count
     files_first = len(videos_on_disk(out))
-    again = await cli("bulk", str(jobs), "--out", str(out), "--max-credits", "250", *conn(fake))
+    again = await cli("bulk", str(jobs), "--out", str(out), "--max-credits", "170", *conn(fake))
     created_again = fake.created_count
     raised = await cli("bulk", str(jobs), "--out", str(out), "--max-credits", "1000", *conn(fake))
 
     assert (6, 8) == (capped.code, created_first)
-    assert "max_credits=250" in capped.err
+    assert "max_credits=170" in capped.err
     assert 8 == files_first  # the videos made before the stop are followed and saved
     assert (6, 8) == (again.code, created_again)
     assert (0, 20) == (raised.code, fake.created_count)
@@ -599,7 +599,7 @@ async def test_the_live_display_and_its_plain_fallback(
 
     assert 0 == live.code
     assert "queueing 0  processing 0  completed 2  failed 0  unknown 0  downloaded 2" in live.out
-    assert "60 credits" in live.out
+    assert "40 credits" in live.out
     assert 0 == plain.code
     assert "rich is not installed" in plain.err
     assert 2 == plain.out.count("downloaded      line 1:")

@@ -158,12 +158,13 @@ async def test_get_token_wrong_credentials_is_1101(
         assert "token" not in answer
 
 
-async def test_wrong_key_is_1101_and_missing_auth_is_1102(
+async def test_wrong_key_is_1109_and_missing_auth_is_1102(
     server: FakeAkoolServer, http: aiohttp.ClientSession
 ) -> None:
-    """A wrong x-api-key answers HTTP 200 code 1101; no auth header answers 1102."""
+    """A wrong x-api-key answers HTTP 200 code 1109 (what AKOOL's demo expects); no auth
+    header answers 1102."""
     status, answer = await call(http, server, "credits", headers={"x-api-key": "wrong"})
-    assert (200, 1101) == (status, answer["code"])
+    assert (200, 1109) == (status, answer["code"])
     status, answer = await call(http, server, "credits", headers={})
     assert (200, 1102) == (status, answer["code"])
     assert {"code", "msg", "data"} == set(answer)
@@ -249,12 +250,25 @@ async def test_models_by_type(server: FakeAkoolServer, http: aiohttp.ClientSessi
     for model in models.values():
         assert fields <= set(model)
         for resolution in model["resolutionList"]:
-            assert {"label", "value", "width", "height"} <= set(resolution)
+            assert {"label", "value", "width", "height", "unit_credit"} <= set(resolution)
+        # Only the shapes AKOOL's docs and demo show: null, or this object.
+        audio = model["generate_audio"]
+        assert audio is None or {
+            "required",
+            "type",
+            "default",
+            "extra_credit_multiplier",
+        } == set(audio)
     fast = models["AkoolImage2VideoFastV1"]
     assert ["480p", "720p"] == [r["value"] for r in fast["resolutionList"]]
     assert (None, False, 10) == (fast["generate_audio"], fast["supportedLastFrame"], 10)
-    assert models["AkoolImage2VideoHDV1"]["generate_audio"] is False
-    assert isinstance(models["seedance-1-0-lite-i2v-250428"]["generate_audio"], dict)
+    assert 2 == models["seedance-1-0-lite-i2v-250428"]["generate_audio"]["extra_credit_multiplier"]
+    # Highest sort first, AkoolImage2VideoFastV1 first, as in the docs' example.
+    sorts = [m["sort"] for m in answer["data"]]
+    assert ("AkoolImage2VideoFastV1", sorted(sorts, reverse=True)) == (
+        answer["data"][0]["value"],
+        sorts,
+    )
     _, answer = await call(http, server, "models", params=[("types[]", "1502")])
     assert [] == answer["data"]
     assert {"types[]": ["1502"]} == server.calls("models")[-1].query
@@ -267,6 +281,7 @@ async def test_effects_envelope(server: FakeAkoolServer, http: aiohttp.ClientSes
     assert len(effects) == answer["data"]["count"] > 0
     for effect in effects:
         assert {"_id", "effect_code", "name", "logo", "video_url"} <= set(effect)
+        assert 1501 == effect["sub_type"]
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -310,11 +325,11 @@ async def test_create_batch_answer_fields(
         assert 3 == item["batch_count"]
         assert abs(item["create_time"] / 1000 - time.time()) < 60
         assert "AkoolImage2VideoFastV1" == item["model_name"]
-        # 720p costs 30 per 5 s: 60 for 10 s.
-        assert 60.0 == item["deduction_credit"]
+        # 720p costs 20 per 5 s (the docs' table): 40 for 10 s.
+        assert 40.0 == item["deduction_credit"]
     assert 3 == len({item["_id"] for item in items})
     assert 1 == len({item["batch_id"] for item in items})
-    assert before - 180.0 == server.credit
+    assert before - 120.0 == server.credit
     assert 3 == server.created_count
     assert [i["_id"] for i in items] == server.calls("create_batch")[0].created_ids
     assert {"code", "msg", "data"} == set((await call(http, server, "credits"))[1])
@@ -359,7 +374,7 @@ async def test_create_batch_respects_model_max_count(
             "durationList": [5],
             "maxCount": 2,
             "supportedLastFrame": True,
-            "generate_audio": False,
+            "generate_audio": None,
         }
     ]
     async with FakeAkoolServer(models=models) as fake:
@@ -367,17 +382,18 @@ async def test_create_batch_respects_model_max_count(
         _, answer = await call(http, fake, "create_batch", {**body, "count": 3})
         assert 1003 == answer["code"]
         items = await create(http, fake, **{**body, "count": 2, "last_image_url": "x"})
-        assert [60.0, 60.0] == [item["deduction_credit"] for item in items]
+        # 4k costs 30 per 5 s (the docs' table).
+        assert [30.0, 30.0] == [item["deduction_credit"] for item in items]
 
 
 async def test_insufficient_credit_is_1006_and_creates_nothing(
     server: FakeAkoolServer, http: aiohttp.ClientSession
 ) -> None:
     """A batch costing more than the balance answers 1006, charges nothing, creates nothing."""
-    server.credit = 50.0
+    server.credit = 30.0  # two 5 s 720p videos cost 40
     status, answer = await call(http, server, "create_batch", {**BATCH, "count": 2})
     assert (200, 1006) == (status, answer["code"])
-    assert (0, 50.0) == (server.created_count, server.credit)
+    assert (0, 30.0) == (server.created_count, server.credit)
 
 
 async def test_next_batch_errors_go_to_error_list(
@@ -674,7 +690,7 @@ async def test_reset_after_acts_then_drops(
     (record,) = server.calls("create_batch")
     assert 2 == server.created_count == len(record.created_ids)
     assert set(record.created_ids) == set(server.videos)
-    assert before - 60.0 == server.credit
+    assert before - 40.0 == server.credit
     assert (FaultKind.RESET_AFTER, None) == (record.fault, record.http_status)
 
 
@@ -1083,3 +1099,94 @@ async def test_webhook_task_errors_are_kept(
         assert 1 == len(fake.webhook_errors)
         assert isinstance(fake.webhook_errors[0], ValueError)
     assert [] == receiver.bodies
+
+
+# -- what AKOOL accepts and what it may answer ----------------------------------------------
+
+
+async def test_unknown_request_fields_are_accepted_and_recorded(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """Fields AKOOL does not document are ignored, as AKOOL does, and kept in the request
+    log's ``unknown_fields`` (what AKOOL's demo sends to the batch endpoint, say)."""
+    extra = {"effect_code": "squish_1", "audio_type": 3, "multi_prompt": [{"prompt": "a"}]}
+    items = await create(http, server, **extra)
+    status, answer = await call(
+        http, server, "results", {"_ids": items[0]["_id"], "page": 1}, headers=KEY
+    )
+
+    assert (1, 200, 1000) == (len(items), status, answer["code"])
+    create_call, results_call = server.requests
+    assert extra == create_call.unknown_fields
+    assert {"page": 1} == results_call.unknown_fields
+    assert "" == items[0]["effect_name"]  # ignored: effects belong to the single create
+
+
+async def test_wrong_typed_fields_knob(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``wrong_typed_fields`` sends optional fields with plausible wrong types and an
+    unknown key, in create and results answers alike; required ones stay usable."""
+    server.wrong_typed_fields = True
+    (created,) = await create(http, server, video_length=10)
+    server.complete(created["_id"])
+    item = (await results(http, server, [created["_id"]]))[created["_id"]]
+
+    for answer in (created, item):
+        assert ("40.0", 0, "false", None) == (
+            answer["deduction_credit"],
+            answer["only_add_audio"],
+            answer["extend_prompt"],
+            answer["negative_prompt"],
+        )
+        assert isinstance(answer["create_time"], str)
+        assert "task_meta" in answer
+    assert (3, server.video_url(created["_id"])) == (item["status"], item["video_url"])
+    assert isinstance(item["video_duration"], str)
+
+
+async def test_answer_with_sends_an_unknown_status_until_cleared(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``answer_with(id, status=5)`` makes results report status 5; with no fields the
+    video is answered normally again."""
+    (created,) = await create(http, server)
+    video_id = created["_id"]
+    server.complete(video_id)
+    server.answer_with(video_id, status=5)
+    odd = (await results(http, server, [video_id]))[video_id]
+    server.answer_with(video_id)
+    normal = (await results(http, server, [video_id]))[video_id]
+
+    assert (5, 3) == (odd["status"], normal["status"])
+
+
+async def test_answer_with_sends_a_completed_video_without_a_url(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """``answer_with(id, video_url="")`` on a completed video answers status 3 with an
+    empty ``video_url``."""
+    (created,) = await create(http, server)
+    video_id = created["_id"]
+    server.complete(video_id)
+    server.answer_with(video_id, video_url="")
+    item = (await results(http, server, [video_id]))[video_id]
+
+    assert (3, "") == (item["status"], item["video_url"])
+
+
+async def test_audio_replacement_costs_5_credits_per_5_seconds(
+    server: FakeAkoolServer, http: aiohttp.ClientSession
+) -> None:
+    """Replacing a 10 s video's audio costs 10 credits (the docs' 5 per 5 s)."""
+    (created,) = await create(http, server, video_length=10)
+    server.complete(created["_id"])
+    before = server.credit
+    body = {"pre_video_id": created["_id"], "audio_url": "https://a.example/x.mp3", "audio_type": 2}
+    _, answer = await call(http, server, "update_audio", body)
+
+    assert (1000, 10.0, 10.0) == (
+        answer["code"],
+        answer["data"]["deduction_credit"],
+        before - server.credit,
+    )

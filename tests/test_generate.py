@@ -105,7 +105,7 @@ async def test_partial_batch_failure_is_reported_per_request(
 
 async def test_credit_error_stops_creating_and_records_the_rest(server: FakeAkoolServer) -> None:
     """After InsufficientCreditsError no further create is sent; every request is accounted for."""
-    server.credit = 30.0 * 10  # enough for exactly one batch of ten 720p/5s videos
+    server.credit = 20.0 * 10  # enough for exactly one batch of ten 720p/5s videos
     async with AkoolClient(
         server.api_key, base_url=server.url, max_concurrent_creates=1, poll=FAST_POLL
     ) as client:
@@ -180,7 +180,7 @@ async def test_progress_counts_add_up(server: FakeAkoolServer) -> None:
         final.failed,
         final.create_failed,
     )
-    assert 15 * 30.0 == final.credits
+    assert 15 * 20.0 == final.credits
     assert final == seen[-1]
 
 

@@ -213,10 +213,12 @@ async def test_models_list_maps_fields(client: AkoolClient, server: FakeAkoolSer
     )
     hd = models["AkoolImage2VideoHDV1"]
     assert (
-        Resolution(value="720p", label="720p", width=1280, height=720),
-        Resolution(value="1080p", label="1080p", width=1920, height=1080),
+        Resolution(value="720p", label="720p", width=1280, height=720, unit_credit=6.0),
+        Resolution(value="1080p", label="1080p", width=1920, height=1080, unit_credit=10.0),
+        Resolution(value="4k", label="4k", width=3840, height=2160, unit_credit=16.0),
     ) == hd.resolutions
-    assert ("720p", "1080p") == hd.resolution_values
+    assert ("720p", "1080p", "4k") == hd.resolution_values
+    assert (True, 1.5) == (hd.supports_audio, hd.audio_credit_multiplier)
     assert (5, 10) == hd.durations
     assert (10, True, True, True, True) == (
         hd.max_count,

@@ -9,6 +9,7 @@ from pathlib import Path
 from .._bulk import BulkOutcome, BulkRunner, describe_unknown, load_jobs
 from .._journal import DEFAULT_JOURNAL_NAME, Journal
 from ._connection import api_key, make_client
+from ._dry_run import cmd_bulk_dry_run
 from ._exit_codes import (
     BAD_INPUT,
     BUDGET,
@@ -25,6 +26,8 @@ from ._reporters import make_reporter
 
 async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
     """Create, follow and download every video of a jobs file; a re-run resumes."""
+    if args.dry_run:
+        return await cmd_bulk_dry_run(args, output)
     api_key(args)  # fail on a missing key before touching any file
     jobs, bad_lines = load_jobs(args.jobs)
     for bad in bad_lines:

@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="live display (needs rich) or one line per event; auto: live on a terminal",
     )
     bulk.add_argument("--json", action="store_true", help="print the summary as JSON")
+    bulk.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="create nothing: print the batch calls and estimated credits per line and in "
+        "total, with their sources (reads the model list, one GET, when a key is set)",
+    )
     bulk.set_defaults(handler=cmd_bulk)
 
     fake = command(

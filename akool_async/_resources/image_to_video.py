@@ -17,6 +17,7 @@ from .._errors import (
 from .._generate import Generation, ProgressCallback
 from .._models import DeleteResult, Effect, Video, is_int, is_video_id
 from .._polling import RESULTS_PATH, TaskHandle, result_items
+from .._pricing import CreditEstimate, price_key
 from .._requests import VideoRequest, require_text, require_url
 from .._settings import CallOptions, RequestOptions
 
@@ -105,6 +106,43 @@ class ImageToVideo:
             webhook_url=webhook_url,
         )
         return await self.create_from(request, **options)
+
+    def estimate_credits(
+        self,
+        *,
+        model_name: str | None = None,
+        resolution: str,
+        video_length: int,
+        count: int = 1,
+        generate_audio: bool | None = None,
+    ) -> CreditEstimate:
+        """What ``count`` videos of this kind are expected to cost; sends no request.
+
+        The same estimate ``max_credits`` reserves before a create is sent. Its ``source``
+        says where it comes from: ``observed`` (the highest ``deduction_credit`` AKOOL
+        charged this client for the same model, resolution, length and audio), ``table``
+        (AKOOL's published prices: 720p 20, 1080p 25, 4k 30 credits per 5 s) or
+        ``fallback`` (a conservative 60 per 5 s, e.g. for third-party models). With
+        ``generate_audio``, the model's ``extra_credit_multiplier`` is used once
+        ``client.models.list()`` was called; before, a conservative factor of 2 (``fallback``).
+
+        Raises:
+            AkoolValueError: bad input; when ``models.list()`` was called, also an unknown
+                ``model_name``.
+        """
+        if model_name is not None:
+            require_text("model_name", model_name)
+        require_text("resolution", resolution)
+        for name, number in (("video_length", video_length), ("count", count)):
+            if not is_int(number) or number < 1:
+                raise AkoolValueError(f"{name}: must be a positive integer, got {number!r:.40}")
+        if generate_audio is not None and not isinstance(generate_audio, bool):
+            raise AkoolValueError(
+                f"generate_audio: must be True, False or None, got {generate_audio!r:.40}"
+            )
+        self._core.catalog.check(model_name)
+        key = price_key(model_name, resolution, video_length, generate_audio)
+        return self._core.budget.quote(key, count)
 
     def generate_many(
         self,

@@ -18,7 +18,7 @@ from ._context import Context
 from ._faults import FaultKind, drop, fail_without_acting, truncate
 from ._handlers import HANDLERS, Handler
 from ._state import RecordedRequest
-from ._wire import ENDPOINT_PATHS, SUCCESS, Answer, error
+from ._wire import DOCUMENTED_FIELDS, ENDPOINT_PATHS, SUCCESS, Answer, error
 
 # Endpoints answered without credentials: getToken takes them in its body, files are public.
 _NO_AUTH = frozenset({"token", "download"})
@@ -62,6 +62,9 @@ async def _serve(
     if raw:
         with contextlib.suppress(ValueError):
             record.body = json.loads(raw)
+    documented = DOCUMENTED_FIELDS.get(record.endpoint)
+    if documented is not None and isinstance(record.body, dict):
+        record.unknown_fields = {k: v for k, v in record.body.items() if k not in documented}
     await fake.holds.pass_gate(record.endpoint)
 
     fault = fake.faults.next_fault(record.endpoint)
@@ -118,5 +121,7 @@ def _check_auth(fake: Context, request: web.Request) -> Answer | None:
         return error(1101, "invalid or expired token")
     api_key = request.headers.get("x-api-key", "")
     if api_key:
-        return None if api_key == fake.knobs.api_key else error(1101, "invalid api key")
+        # AKOOL's own demo expects 1109 ("account does not exist") for an unknown key;
+        # 1101 is the invalid or expired token (akool-api.md §10).
+        return None if api_key == fake.knobs.api_key else error(1109, "account does not exist")
     return error(1102, "authorization is empty")

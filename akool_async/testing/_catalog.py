@@ -10,31 +10,50 @@ from typing import Any, Final
 IMAGE_TO_VIDEO_TYPE: Final = 1501
 DEFAULT_MODEL: Final = "AkoolImage2VideoFastV1"
 MAX_COUNT: Final = 10
-#: Credits per 5 seconds of video, by resolution (AKOOL's older price table, §9).
+#: Credits per 5 seconds of video, by resolution: AKOOL's Image-to-Video table (§9) for
+#: 720p, 1080p and 4k; 480p, which the table does not list, is charged like its lowest row.
 CREDITS_PER_5S: Final[Mapping[str, float]] = types.MappingProxyType(
-    {"480p": 20.0, "720p": 30.0, "1080p": 45.0, "4k": 60.0}
+    {"480p": 20.0, "720p": 20.0, "1080p": 25.0, "4k": 30.0}
 )
-GENERATE_AUDIO_FACTOR: Final = 1.5
-#: Replacing audio costs 1 credit per second of video (AKOOL's "video to audio" price).
-AUDIO_CREDITS_PER_SECOND: Final = 1.0
+#: Replacing the audio of a video: 5 credits per 5 seconds of it (§9).
+AUDIO_CREDITS_PER_5S: Final = 5.0
 
 
-def _resolution(label: str, width: int, height: int) -> dict[str, Any]:
-    return {"label": label, "value": label, "width": width, "height": height}
+def _resolution(label: str, width: int, height: int, unit_credit: float) -> dict[str, Any]:
+    # unit_credit: AKOOL's own number, unit undocumented (it does not follow the table).
+    return {
+        "label": label,
+        "value": label,
+        "width": width,
+        "height": height,
+        "unit_credit": unit_credit,
+    }
 
 
-_R480 = _resolution("480p", 854, 480)
-_R720 = _resolution("720p", 1280, 720)
-_R1080 = _resolution("1080p", 1920, 1080)
+def _generate_audio(multiplier: float) -> dict[str, Any]:
+    # The one non-null shape AKOOL's docs and official demo show.
+    return {
+        "required": False,
+        "type": "boolean",
+        "default": False,
+        "extra_credit_multiplier": multiplier,
+    }
 
-#: The models ``GET /api/open/v4/aigModel/list?types[]=1501`` answers by default (§6 fields).
+
+_R480 = _resolution("480p", 854, 480, 4)
+_R720 = _resolution("720p", 1280, 720, 6)
+_R1080 = _resolution("1080p", 1920, 1080, 10)
+_R4K = _resolution("4k", 3840, 2160, 16)
+
+#: The models ``GET /api/open/v4/aigModel/list?types[]=1501`` answers by default (§6 fields),
+#: highest ``sort`` first as in the docs' example.
 DEFAULT_MODELS: Final[tuple[Mapping[str, Any], ...]] = (
     {
         "value": "AkoolImage2VideoFastV1",
         "label": "Akool Image2Video Fast V1",
         "provider": "akool",
         "description": "Fast image-to-video generation.",
-        "sort": 1,
+        "sort": 30,
         "group": "akool",
         "type": IMAGE_TO_VIDEO_TYPE,
         "resolutionList": [_R480, _R720],
@@ -52,10 +71,10 @@ DEFAULT_MODELS: Final[tuple[Mapping[str, Any], ...]] = (
         "label": "Akool Image2Video HD V1",
         "provider": "akool",
         "description": "High-definition image-to-video generation.",
-        "sort": 2,
+        "sort": 20,
         "group": "akool",
         "type": IMAGE_TO_VIDEO_TYPE,
-        "resolutionList": [_R720, _R1080],
+        "resolutionList": [_R720, _R1080, _R4K],
         "durationList": [5, 10],
         "isPro": True,
         "requiresPay": True,
@@ -63,14 +82,14 @@ DEFAULT_MODELS: Final[tuple[Mapping[str, Any], ...]] = (
         "supportedExtendPrompt": True,
         "maxImageCount": 2,
         "maxCount": MAX_COUNT,
-        "generate_audio": False,
+        "generate_audio": _generate_audio(1.5),
     },
     {
         "value": "seedance-1-0-lite-i2v-250428",
         "label": "Seedance 1.0 Lite",
         "provider": "bytedance",
         "description": "Seedance lite image-to-video.",
-        "sort": 3,
+        "sort": 10,
         "group": "seedance",
         "type": IMAGE_TO_VIDEO_TYPE,
         "resolutionList": [_R480, _R720, _R1080],
@@ -81,7 +100,7 @@ DEFAULT_MODELS: Final[tuple[Mapping[str, Any], ...]] = (
         "supportedExtendPrompt": False,
         "maxImageCount": 2,
         "maxCount": MAX_COUNT,
-        "generate_audio": {"default": False},
+        "generate_audio": _generate_audio(2),
     },
 )
 
@@ -93,6 +112,7 @@ EFFECTS: Final[tuple[Mapping[str, Any], ...]] = (
         "logo": "https://static.example.invalid/effects/squish.png",
         "video_url": "https://static.example.invalid/effects/squish.mp4",
         "create_time": 1721800000000,
+        "sub_type": IMAGE_TO_VIDEO_TYPE,
     },
     {
         "_id": "66a0f1c2b3d4e5f6a7b8c902",
@@ -101,6 +121,7 @@ EFFECTS: Final[tuple[Mapping[str, Any], ...]] = (
         "logo": "https://static.example.invalid/effects/inflate.png",
         "video_url": "https://static.example.invalid/effects/inflate.mp4",
         "create_time": 1721800000000,
+        "sub_type": IMAGE_TO_VIDEO_TYPE,
     },
     {
         "_id": "66a0f1c2b3d4e5f6a7b8c903",
@@ -109,6 +130,7 @@ EFFECTS: Final[tuple[Mapping[str, Any], ...]] = (
         "logo": "https://static.example.invalid/effects/hug.png",
         "video_url": "https://static.example.invalid/effects/hug.mp4",
         "create_time": 1721800000000,
+        "sub_type": IMAGE_TO_VIDEO_TYPE,
     },
 )
 

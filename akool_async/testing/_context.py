@@ -28,6 +28,7 @@ class Knobs(Protocol):
     results_latency: float
     fail_when: Callable[[Mapping[str, Any]], bool] | None
     next_batch_errors: int
+    wrong_typed_fields: bool
 
     def video_url(self, video_id: str) -> str: ...
 

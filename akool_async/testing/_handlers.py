@@ -7,6 +7,7 @@ grows by adding a handler here and a path in ``ENDPOINT_PATHS``.
 
 from __future__ import annotations
 
+import math
 import time
 import types
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,11 +17,10 @@ from aiohttp import web
 
 from .._models import VideoStatus
 from ._catalog import (
-    AUDIO_CREDITS_PER_SECOND,
+    AUDIO_CREDITS_PER_5S,
     CREDITS_PER_5S,
     DEFAULT_MODEL,
     EFFECTS,
-    GENERATE_AUDIO_FACTOR,
     MAX_COUNT,
     video_bytes,
 )
@@ -30,6 +30,11 @@ from ._validation import Invalid, bool_field, ids_field, int_field, str_field
 from ._wire import SUCCESS, Answer, epoch_ms, error, ok
 
 Handler = Callable[[Context, web.Request, RecordedRequest], Awaitable[Answer]]
+
+#: What the older single create accepts as ``resolution``.
+SINGLE_RESOLUTIONS: Final = frozenset(CREDITS_PER_5S)
+#: The price of a resolution the price table does not list (a custom model's): its top row.
+_UNLISTED_PRICE: Final = max(CREDITS_PER_5S.values())
 
 FAKE_UID: Final = 100001
 FAKE_TEAM_ID: Final = "fake-team-0001"
@@ -101,9 +106,9 @@ async def create_batch(fake: Context, request: web.Request, record: RecordedRequ
         return error(exc.code, exc.msg)
 
     failed = min(fake.knobs.next_batch_errors, count)
-    unit = CREDITS_PER_5S[resolution] * video_length / 5
+    unit = _price(resolution, video_length)
     if generate_audio:
-        unit *= GENERATE_AUDIO_FACTOR
+        unit *= _audio_multiplier(model)
     if unit * (count - failed) > fake.knobs.credit:
         return error(1006, "insufficient credit")
     fake.knobs.next_batch_errors = 0
@@ -152,7 +157,7 @@ async def create(fake: Context, request: web.Request, record: RecordedRequest) -
         if not isinstance(body.get("negative_prompt"), str):
             raise Invalid("negative_prompt is required")
         resolution = str_field(body, "resolution", required=True)
-        if resolution not in CREDITS_PER_5S:
+        if resolution not in SINGLE_RESOLUTIONS:
             raise Invalid(f"unknown resolution {resolution!r}")
         audio_type = int_field(body, "audio_type")
         if audio_type not in (1, 2, 3):
@@ -168,7 +173,8 @@ async def create(fake: Context, request: web.Request, record: RecordedRequest) -
     except Invalid as exc:
         return error(exc.code, exc.msg)
 
-    unit = CREDITS_PER_5S[resolution] * video_length / 5
+    # Audio made by the create itself is free (§9): only the resolution and length count.
+    unit = _price(resolution, video_length)
     if unit > fake.knobs.credit:
         return error(1006, "insufficient credit")
     fake.knobs.credit -= unit
@@ -208,7 +214,7 @@ async def update_audio(fake: Context, request: web.Request, record: RecordedRequ
     except Invalid as exc:
         return error(exc.code, exc.msg)
 
-    unit = AUDIO_CREDITS_PER_SECOND * pre.video_length
+    unit = AUDIO_CREDITS_PER_5S * _steps(pre.video_length)
     if unit > fake.knobs.credit:
         return error(1006, "insufficient credit")
     fake.knobs.credit -= unit
@@ -276,6 +282,25 @@ async def download(fake: Context, request: web.Request, record: RecordedRequest)
     if not name.endswith(".mp4") or video is None or video.deleted:
         return Answer(status=404, raw=b"404: Not Found", content_type="text/plain")
     return Answer(raw=video_bytes(video_id), content_type="video/mp4")
+
+
+def _steps(seconds: int) -> int:
+    """5-second steps, a started one counting whole: the table prices per 5 s."""
+    return max(1, math.ceil(seconds / 5))
+
+
+def _price(resolution: str, video_length: int) -> float:
+    """Credits for one video, from the docs' table."""
+    return CREDITS_PER_5S.get(resolution, _UNLISTED_PRICE) * _steps(video_length)
+
+
+def _audio_multiplier(model: Mapping[str, Any]) -> float:
+    """What ``generate_audio`` multiplies a video's price by: the model's own factor."""
+    audio = model.get("generate_audio")
+    factor = audio.get("extra_credit_multiplier") if isinstance(audio, Mapping) else None
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1:
+        return 1.0
+    return float(factor)
 
 
 def _model(fake: Context, name: object) -> Mapping[str, Any]:
@@ -357,7 +382,8 @@ def _item(
         "resolution": video.resolution,
         "video_length": video.video_length,
         "file_name": video.image_url.rsplit("/", 1)[-1],
-        "effect_name": body.get("effect_code") or "",
+        # Only the single create takes an effect; other endpoints ignore the field (§4).
+        "effect_name": (body.get("effect_code") or "") if video.endpoint == "create" else "",
         "image_url": video.image_url,
         "prompt": video.prompt,
         "negative_prompt": body.get("negative_prompt") or "",
@@ -379,7 +405,22 @@ def _item(
     if status is VideoStatus.COMPLETED:
         item["video_url"] = fake.knobs.video_url(video.id)
         item["video_duration"] = video.video_length + 0.041667
+    if fake.knobs.wrong_typed_fields:
+        _mistype(item)
+    if not created:
+        item.update(video.answer_fields)
     return item
+
+
+def _mistype(item: dict[str, Any]) -> None:
+    """Give the item's optional fields plausible wrong types, and an unknown key."""
+    for name in ("video_duration", "deduction_credit", "create_time", "batch_count"):
+        if name in item:
+            item[name] = str(item[name])
+    item["only_add_audio"] = int(item["only_add_audio"])
+    item["extend_prompt"] = "true" if item["extend_prompt"] else "false"
+    item["negative_prompt"] = None
+    item["task_meta"] = {"queue": "default", "retries": "0"}
 
 
 #: Endpoint name -> its handler (the keys of ``ENDPOINT_PATHS``).

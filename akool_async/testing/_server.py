@@ -90,6 +90,10 @@ class FakeAkoolServer:
         self.fail_when: Callable[[Mapping[str, Any]], bool] | None = None
         #: The next batch create reports this many of its videos in errorList; then resets.
         self.next_batch_errors = 0
+        #: Send every video item (create and results answers) with plausible wrong types in
+        #: its optional fields (numbers as strings, ``only_add_audio: 0``, ``extend_prompt:
+        #: "false"``, ``negative_prompt: null``) and an unknown key, ``task_meta``.
+        self.wrong_typed_fields = False
 
         #: Webhook knobs: drop a delivery when this returns True for ``(video_id, status)``.
         self.webhook_drop: Callable[[str, int], bool] | None = None
@@ -187,6 +191,16 @@ class FakeAkoolServer:
         video.forced_status = VideoStatus(status)
         video.forced_time = epoch_ms()
         self._webhooks.poke(video_id)
+
+    def answer_with(self, video_id: str, **fields: Any) -> None:
+        """Make results answers for the video carry ``fields`` instead of the computed ones;
+        with no ``fields``, answer normally again. Webhooks are not affected.
+
+        For the surprising answers AKOOL may send: an unknown status
+        (``answer_with(id, status=5)``), a completed video without a file
+        (``complete(id)`` then ``answer_with(id, video_url="")``), or any other field.
+        """
+        self._state.videos[video_id].answer_fields = dict(fields)
 
     def forget(self, video_id: str) -> None:
         """Make results stop reporting the video (it is omitted from ``data.result``)."""

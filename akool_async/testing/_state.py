@@ -30,6 +30,9 @@ class RecordedRequest:
     is the parsed JSON body, or ``None``. ``code`` is
     the envelope code sent back (``None`` when no envelope was sent). ``created_ids`` lists
     every video this request created, even when the answer was then lost to a fault.
+    ``unknown_fields`` holds the body fields AKOOL does not document for the endpoint: the
+    fake accepts and ignores them, as AKOOL does, and records them here so a test can see
+    that extra fields reached the wire.
     """
 
     endpoint: str
@@ -39,6 +42,7 @@ class RecordedRequest:
     headers: dict[str, str] = attrs.field(repr=False)
     body: Any
     started_at: float
+    unknown_fields: dict[str, Any] = attrs.Factory(dict)
     finished_at: float | None = None
     http_status: int | None = None
     code: int | None = None
@@ -77,6 +81,8 @@ class FakeVideo:
     batch_count: int | None = None
     only_add_audio: bool = False
     pre_video_id: str | None = None
+    #: Fields results answers carry for this video instead of the computed ones (answer_with).
+    answer_fields: dict[str, Any] = attrs.Factory(dict)
     forced_status: VideoStatus | None = None
     forced_time: int | None = None
     forgotten: bool = False

@@ -32,6 +32,47 @@ ENDPOINT_PATHS: Final[Mapping[str, tuple[str, str]]] = types.MappingProxyType(
     }
 )
 
+#: Endpoint name -> the body fields AKOOL documents for it (akool-api.md §3-4). Any other
+#: field is accepted and ignored, as AKOOL does, and kept in ``RecordedRequest.unknown_fields``.
+DOCUMENTED_FIELDS: Final[Mapping[str, frozenset[str]]] = types.MappingProxyType(
+    {
+        "token": frozenset({"clientId", "clientSecret"}),
+        "create_batch": frozenset(
+            {
+                "image_url",
+                "prompt",
+                "model_name",
+                "negative_prompt",
+                "extend_prompt",
+                "resolution",
+                "video_length",
+                "last_image_url",
+                "generate_audio",
+                "count",
+                "webhookurl",
+            }
+        ),
+        "create": frozenset(
+            {
+                "image_url",
+                "prompt",
+                "negative_prompt",
+                "extend_prompt",
+                "resolution",
+                "audio_type",
+                "audio_url",
+                "video_length",
+                "is_premium_model",
+                "effect_code",
+                "webhookurl",
+            }
+        ),
+        "results": frozenset({"_ids"}),
+        "update_audio": frozenset({"pre_video_id", "audio_url", "audio_type", "webhookurl"}),
+        "delete": frozenset({"_ids"}),
+    }
+)
+
 #: The webhook ``type`` is undocumented (§8); receivers must route by ``_id``.
 WEBHOOK_EVENT_TYPE: Final = "image2video"
 
