@@ -94,6 +94,8 @@ class Cluster:
         self._started = False
         self._closed = False
         self._starting = asyncio.Lock()
+        #: How long the tasks get to stop at close (a blocking read takes stream_block).
+        self.stop_limit = 5.0
         poller.observe_pending(self)
         transport.subscribe_retries(self._on_retry)
 
@@ -126,11 +128,19 @@ class Cluster:
     async def aclose(self) -> None:
         """Stop every task, give up the lease, and close the hub if it owns its connection."""
         self._closed = True
-        for task in (*self._tasks, *self._side_tasks):
+        tail, others = self._tasks[:1], {*self._tasks[1:], *self._side_tasks}
+        for task in others:
             task.cancel()
-        for task in (*self._tasks, *self._side_tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The tail is not cancelled mid-read (redis-py would drop its connection unclosed):
+        # it ends after its current blocking read, then the hub closes.
+        self.hub.stop_events()
+        tasks = {*tail, *others}
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=self.stop_limit)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                logger.warning("%d hub task(s) did not stop at close", len(stuck))
         if self._started:
             await self.hub.aclose()
 

@@ -122,6 +122,7 @@ class RedisHub:
         self._publish: AsyncScript | None = None
         self._slow_down: AsyncScript | None = None
         self._opened = False
+        self._events_stopped = False
 
     def __repr__(self) -> str:
         role = self.leader.role
@@ -290,7 +291,7 @@ class RedisHub:
         """
         cursor = last_id
         waits: Any = None
-        while not self.closed:
+        while not self.closed and not self._events_stopped:
             try:
                 if cursor is None:
                     cursor = await self.latest_event_id()
@@ -313,6 +314,14 @@ class RedisHub:
                     event = self._event(cursor, fields)
                     if event is not None:
                         yield event
+
+    def stop_events(self) -> None:
+        """End every ``events()`` loop after its current read (at most ``stream_block``).
+
+        Lets a tail finish its blocking read and hand its connection back before the hub
+        closes, instead of being cancelled in the middle of it.
+        """
+        self._events_stopped = True
 
     def _event(self, entry_id: str, fields: Mapping[Any, Any]) -> HubEvent | None:
         video_id, status = _field(fields, "video_id"), _field(fields, "status")

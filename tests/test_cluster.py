@@ -1,0 +1,241 @@
+"""Several clients sharing one pool of videos through a real Redis (``AkoolClient(hub=...)``).
+
+These run the clients in one process, each with its own ``RedisHub`` (as separate workers
+would have); tests/test_cluster_processes.py does the same with real separate processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from _redis_server import RedisServer, dump_namespace
+from conftest import CREATE_ARGS, FAST_POLL
+
+from akool_async import AkoolClient, BudgetExceededError, PollPolicy, RetryPolicy
+from akool_async.redis import HubUnavailableError, RedisHub
+from akool_async.testing import FakeAkoolServer, sign_webhook
+
+#: The leader polls every 50 ms; a lease lasts 1 s (renewed every 1/3 s).
+CLUSTER_POLL = PollPolicy(initial_delay=0.02, interval=0.05, max_interval=0.1, jitter=0.0)
+
+MakeClient = Callable[..., AkoolClient]
+
+
+@pytest.fixture
+async def cluster(
+    server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> AsyncIterator[MakeClient]:
+    """Make hub-connected clients on one namespace; all are closed at the end."""
+    clients: list[AkoolClient] = []
+
+    def make(**kwargs: Any) -> AkoolClient:
+        kwargs.setdefault("poll", CLUSTER_POLL)
+        hub = RedisHub(
+            kwargs.pop("url", redis_url),
+            namespace=kwargs.pop("namespace", redis_namespace),
+            leader_ttl=1.0,
+            heartbeat_ttl=3.0,
+            stream_block=0.2,
+        )
+        client = AkoolClient(
+            server.api_key,
+            client_id=server.client_id,
+            base_url=server.url,
+            retry=RetryPolicy.fast(),
+            hub=hub,
+            **kwargs,
+        )
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def leader_of(*clients: AkoolClient) -> AkoolClient:
+    """The client whose hub holds the lease, once one does."""
+    async with asyncio.timeout(10):
+        while True:
+            for client in clients:
+                assert client.hub is not None
+                if client.hub.statistics().role == "leader":
+                    return client
+            await asyncio.sleep(0.02)
+
+
+async def test_a_webhook_received_by_one_process_resolves_a_handle_in_another(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """Only the hub can resolve it in time: the waiting client's backstop poll is 600 s away."""
+    slow_backstop = PollPolicy(initial_delay=600, interval=600, webhook_interval=600)
+    waiting = cluster(poll=slow_backstop)
+    receiving = cluster(poll=slow_backstop)
+    async with waiting, receiving:
+        batch = await waiting.image_to_video.create_batch(
+            **CREATE_ARGS, webhook_url="https://hooks.example/akool"
+        )
+        (video_id,) = batch.ids
+        server.complete(video_id)
+        body = sign_webhook(
+            {"_id": video_id, "status": 3, "type": "video", "url": server.video_url(video_id)},
+            client_id=server.client_id,
+            client_secret=server.api_key,
+        )
+        await receiving.webhooks.receive(body)
+        video = await batch.handles[0].wait(timeout=10)
+    assert server.video_url(video_id) == video.video_url
+    assert 0 == server.call_count("results")
+
+
+async def test_one_process_polls_for_all(cluster: MakeClient, server: FakeAkoolServer) -> None:
+    """Two clients' pending ids are polled by the leader alone, in shared results calls."""
+    server.queue_seconds = 0.3
+    first, second = cluster(), cluster()
+    async with first, second:
+        one = await first.image_to_video.create_batch(**CREATE_ARGS, count=3)
+        two = await second.image_to_video.create_batch(**CREATE_ARGS, count=3)
+        leader = await leader_of(first, second)
+        videos = await asyncio.gather(*one.handles, *two.handles)
+        follower = second if leader is first else first
+        assert 0 == follower.poller.statistics().requests
+    assert {v.id for v in videos} == set(one.ids) | set(two.ids)
+    # Some results call carried ids of both clients: one poll for the cluster.
+    mixed = [
+        c
+        for c in server.calls("results")
+        if set(c.body["_ids"].split(",")) & set(one.ids)
+        and set(c.body["_ids"].split(",")) & set(two.ids)
+    ]
+    assert mixed
+
+
+async def test_a_video_seen_final_resolves_on_reattach_without_a_call(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """``handle(id)`` on another client resolves from Redis when some process saw it final."""
+    first = cluster()
+    async with first:
+        batch = await first.image_to_video.create_batch(**CREATE_ARGS)
+        await batch.handles[0]
+    calls = server.call_count("results")
+    second = cluster(poll=PollPolicy(initial_delay=600, interval=600))
+    async with second:
+        video = await second.image_to_video.handle(batch.ids[0]).wait(timeout=10)
+    assert batch.ids[0] == video.id
+    assert calls == server.call_count("results")
+
+
+async def test_max_credits_is_one_budget_for_every_process(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """Three clients under one cap: the fake's total charge never passes it."""
+    clients = [cluster(max_credits=100) for _ in range(3)]
+    refused = 0
+
+    async def create(client: AkoolClient) -> None:
+        nonlocal refused
+        for _ in range(4):
+            try:
+                await client.image_to_video.create_batch(**CREATE_ARGS)
+            except BudgetExceededError:
+                refused += 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients:
+            await stack.enter_async_context(client)
+        await asyncio.gather(*(create(c) for c in clients))
+        # The fake's balance is what AKOOL charged, whichever process created.
+        charged = 100_000.0 - await clients[0].account.credits()
+    assert 0 < charged <= 100
+    assert refused > 0
+
+
+async def test_redis_unreachable_falls_back_to_local_polling(
+    server: FakeAkoolServer, redis_namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No Redis at start: a WARNING, then the client polls its own handles; no video lost."""
+    hub = RedisHub("redis://127.0.0.1:1/0", namespace=redis_namespace, timeout=0.2)
+    async with AkoolClient(
+        server.api_key, base_url=server.url, poll=FAST_POLL, retry=RetryPolicy.fast(), hub=hub
+    ) as client:
+        batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+        videos = await asyncio.gather(*batch.handles)
+    assert all(v.video_url for v in videos)
+    assert "unreachable" in caplog.text
+
+
+async def test_redis_unreachable_with_max_credits_refuses_to_create(
+    server: FakeAkoolServer, redis_namespace: str
+) -> None:
+    """With a cap and no Redis, a create raises HubUnavailableError and is never sent."""
+    hub = RedisHub("redis://127.0.0.1:1/0", namespace=redis_namespace, timeout=0.2)
+    async with AkoolClient(
+        server.api_key, base_url=server.url, retry=RetryPolicy.fast(), hub=hub, max_credits=100
+    ) as client:
+        with pytest.raises(HubUnavailableError):
+            await client.image_to_video.create_batch(**CREATE_ARGS)
+    assert 0 == server.call_count("create_batch")
+
+
+async def test_redis_killed_mid_run_loses_no_video(
+    server: FakeAkoolServer,
+    make_redis_server: Callable[..., RedisServer],
+    redis_namespace: str,
+) -> None:
+    """redis-server killed while handles wait, then restarted: every handle still resolves."""
+    redis = make_redis_server()
+    server.queue_seconds = 0.5
+    hub = RedisHub(redis.url, namespace=redis_namespace, leader_ttl=1.0, stream_block=0.2)
+    async with AkoolClient(
+        server.api_key,
+        base_url=server.url,
+        poll=CLUSTER_POLL,
+        retry=RetryPolicy.fast(),
+        hub=hub,
+    ) as client:
+        batch = await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
+        redis.kill()
+        videos = await asyncio.wait_for(asyncio.gather(*batch.handles), 20)
+        redis.start()
+        more = await client.image_to_video.create_batch(**CREATE_ARGS)
+        await asyncio.wait_for(more.handles[0].wait(), 20)
+        assert hub.statistics().fallbacks >= 1
+    assert all(v.video_url for v in videos)
+
+
+async def test_namespaces_are_apart_and_no_secret_reaches_redis(
+    cluster: MakeClient, server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> None:
+    """Two namespaces do not see each other; no key, secret or token is ever written."""
+    other = f"{redis_namespace}-other"
+    mine = cluster()
+    theirs = cluster(namespace=other, max_credits=1000)
+    try:
+        async with mine, theirs:
+            batch = await mine.image_to_video.create_batch(**CREATE_ARGS, count=2)
+            await asyncio.gather(*batch.handles)
+            body = sign_webhook(
+                {"_id": batch.ids[0], "status": 3, "url": server.video_url(batch.ids[0])},
+                client_id=server.client_id,
+                client_secret=server.api_key,
+            )
+            await mine.webhooks.receive(body)
+            await theirs.image_to_video.create_batch(**CREATE_ARGS)
+        ours = dump_namespace(redis_url, redis_namespace)
+        foreign = dump_namespace(redis_url, other)
+    finally:
+        with contextlib.suppress(Exception):
+            from _redis_server import clean_namespace
+
+            clean_namespace(redis_url, other)
+    assert batch.ids[0] in ours
+    assert batch.ids[0] not in foreign
+    for text in (ours, foreign):
+        assert server.api_key not in text
