@@ -11,6 +11,7 @@ Quick start::
 
 from typing import TYPE_CHECKING, Any
 
+from ._bulk_shared import SharedBulkRunner, load_job
 from ._client import AkoolClient
 from ._creates import Batch
 from ._errors import (
@@ -36,6 +37,8 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._generate import CreateFailure, Generation, Progress
+from ._jobstore import JobConflictError, JobStatus, JobStore, LoadResult
+from ._jobstore_sqlite import SqliteJobStore
 from ._models import AIModel, DeleteResult, Effect, Resolution, Video, VideoStatus
 from ._polling import PollerStatistics, TaskHandle
 from ._requests import VideoRequest
@@ -70,6 +73,10 @@ __all__ = [
     "Effect",
     "Generation",
     "InsufficientCreditsError",
+    "JobConflictError",
+    "JobStatus",
+    "JobStore",
+    "LoadResult",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -78,6 +85,8 @@ __all__ = [
     "RateLimitError",
     "Resolution",
     "RetryPolicy",
+    "SharedBulkRunner",
+    "SqliteJobStore",
     "TaskHandle",
     "UpstreamError",
     "UseClientDefault",
@@ -90,6 +99,7 @@ __all__ = [
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
+    "load_job",
     "verify_webhook",
 ]
 

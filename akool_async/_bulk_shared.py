@@ -33,7 +33,7 @@ from typing import Final
 import attrs
 
 from ._budget import price_key
-from ._bulk import BulkOutcome, BulkStats, JobLine, Reporter
+from ._bulk import BulkOutcome, BulkStats, JobLine, LineError, Reporter, parse_jobs
 from ._client import AkoolClient, client_core
 from ._constants import VIDEO_RETENTION_SECONDS
 from ._creates import (
@@ -55,7 +55,15 @@ from ._errors import (
     VideoFailedError,
     WaitTimeoutError,
 )
-from ._jobstore import REFUSED, UNKNOWN, JobRequest, JobStore, RowClaim, StoredVideo
+from ._jobstore import (
+    REFUSED,
+    UNKNOWN,
+    JobRequest,
+    JobStore,
+    LoadResult,
+    RowClaim,
+    StoredVideo,
+)
 from ._models import VideoStatus
 from ._polling import TaskHandle
 from ._requests import VideoRequest
@@ -94,6 +102,40 @@ def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+async def load_job(
+    store: JobStore, path: str | os.PathLike[str], *, skip_invalid: bool = False
+) -> tuple[LoadResult, list[LineError]]:
+    """Read a JSONL jobs file and record its rows in ``store`` (once, whichever worker is first).
+
+    Returns what was loaded and the lines that failed validation: those are never loaded,
+    so no worker claims them.
+
+    Raises:
+        AkoolValueError: the file cannot be read, or has bad lines and not ``skip_invalid``.
+        JobConflictError: the job was loaded from another file.
+    """
+    target = Path(path)
+    try:
+        data = await asyncio.to_thread(target.read_bytes)
+    except OSError as exc:
+        raise AkoolValueError(f"jobs file {target}: {exc.strerror or exc}") from exc
+    jobs, errors = parse_jobs(data.splitlines())
+    if errors and not skip_invalid:
+        raise AkoolValueError(
+            f"{target}: {len(errors)} bad line(s), nothing loaded: "
+            + "; ".join(str(e) for e in errors)
+        )
+    return await store.load(file_digest(data), job_requests(jobs)), errors
+
+
+class _Silent:
+    def event(self, kind: str, message: str) -> None:
+        """Nothing to report to."""
+
+    def refresh(self, stats: BulkStats) -> None:
+        """Nothing to refresh."""
+
+
 def new_worker_id() -> str:
     """A worker id unique in any job: host, pid and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -106,9 +148,10 @@ class SharedBulkRunner(CreateObserver[_Tag]):
         client: an open ``AkoolClient`` (its ``max_concurrent_creates`` is this worker's
             creates in flight; leave its ``max_credits`` unset: the job's budget is
             ``max_credits`` here, shared by every worker).
-        store: the job's store, already loaded (``await store.load(...)``).
+        store: the job's store, already loaded (``load_job``).
         out_dir: where this worker saves files.
-        reporter: progress sink (see ``akool_async._bulk.Reporter``).
+        reporter: progress sink: ``event(kind, message)`` and ``refresh(stats)`` (default:
+            none).
         worker: this worker's id (default: host, pid and a random part).
         lease: seconds this worker's claims outlive its last heartbeat.
         max_credits: the job's budget across all workers (None: no cap).
@@ -121,8 +164,8 @@ class SharedBulkRunner(CreateObserver[_Tag]):
         self,
         client: AkoolClient,
         store: JobStore,
-        out_dir: Path,
-        reporter: Reporter,
+        out_dir: str | os.PathLike[str],
+        reporter: Reporter | None = None,
         *,
         worker: str | None = None,
         lease: float = DEFAULT_LEASE,
@@ -137,8 +180,8 @@ class SharedBulkRunner(CreateObserver[_Tag]):
         self._client = client
         self._core = client_core(client)
         self._store = store
-        self._out = out_dir
-        self._reporter = reporter
+        self._out = Path(out_dir)
+        self._reporter: Reporter = reporter or _Silent()
         self.worker = worker or new_worker_id()
         self._lease = lease
         self._tick = min(lease / 3, 1.0)

@@ -20,7 +20,10 @@ from typing import Any
 
 import attrs
 import pytest
+from conftest import FAST_POLL
 
+from akool_async import AkoolClient, RetryPolicy, SharedBulkRunner, SqliteJobStore, load_job
+from akool_async._bulk import BulkOutcome
 from akool_async.redis import RedisJobStore
 from akool_async.testing import FakeAkoolServer
 
@@ -321,3 +324,52 @@ async def test_a_bad_line_is_named_and_never_claimed(
     assert 2 == run.code
     assert "line 3" in run.err
     assert {"line 0": 1, "line 1": 1} == created_per_prompt(fake)
+
+
+async def test_the_python_api_runs_two_workers_under_one_budget(
+    fake: FakeAkoolServer, tmp_path: Path, redis_url: str, redis_namespace: str
+) -> None:
+    """Two ``SharedBulkRunner``s on one Redis job: the job's max_credits caps both together."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [5, 5, 5, 5])
+    # 12 videos of credits for a job of 20; a first estimate (60 a video) is refused sooner.
+    cap = 30.0 * 12
+
+    async def worker(name: str) -> BulkOutcome:
+        async with (
+            RedisJobStore(redis_url, job="j", namespace=redis_namespace) as store,
+            AkoolClient(KEY, base_url=fake.url, poll=FAST_POLL, retry=RetryPolicy.fast()) as c,
+        ):
+            await load_job(store, jobs)
+            runner = SharedBulkRunner(c, store, tmp_path / name, lease=5, max_credits=cap)
+            return await runner.run()
+
+    outcomes = await asyncio.gather(worker("a"), worker("b"))
+
+    created = sum(created_per_prompt(fake).values())
+    assert created * 30.0 <= cap
+    assert created >= 5  # the first batches fit; then the budget stops both workers
+    assert any(o.budget is not None for o in outcomes)
+    async with RedisJobStore(redis_url, job="j", namespace=redis_namespace) as store:
+        report = await store.status()
+    assert created == report.videos["downloaded"]
+    assert report.credits <= cap
+    assert not report.done
+
+
+async def test_sqlite_store_runs_the_same_runner(fake: FakeAkoolServer, tmp_path: Path) -> None:
+    """The embedded store: two workers of one process share the journal's job."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [3, 12])
+    out = tmp_path / "out"
+    async with (
+        SqliteJobStore.open(out / "akool-journal.sqlite3", job="j") as store,
+        AkoolClient(KEY, base_url=fake.url, poll=FAST_POLL, retry=RetryPolicy.fast()) as client,
+    ):
+        loaded, bad = await load_job(store, jobs)
+        runners = [SharedBulkRunner(client, store, out, lease=5) for _ in range(2)]
+        await asyncio.gather(*(r.run() for r in runners))
+        report = await store.status()
+
+    assert (2, []) == (loaded.added, bad)
+    assert {"line 0": 3, "line 1": 12} == created_per_prompt(fake)
+    assert report.done
+    assert 15 == len(list(out.glob("*.mp4")))

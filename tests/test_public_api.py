@@ -40,6 +40,10 @@ EXPORTED = [
     "Effect",
     "Generation",
     "InsufficientCreditsError",
+    "JobConflictError",
+    "JobStatus",
+    "JobStore",
+    "LoadResult",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -48,6 +52,8 @@ EXPORTED = [
     "RateLimitError",
     "Resolution",
     "RetryPolicy",
+    "SharedBulkRunner",
+    "SqliteJobStore",
     "TaskHandle",
     "UpstreamError",
     "UseClientDefault",
@@ -60,6 +66,7 @@ EXPORTED = [
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
+    "load_job",
     "verify_webhook",
 ]
 
