@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench clean
+.PHONY: venv demo test lint typecheck pytest bench bench-bulk clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,9 @@ test: lint typecheck pytest
 
 bench: venv
 	$(PY) benchmarks/bench_polling.py
+
+bench-bulk: venv
+	$(PY) benchmarks/bench_bulk.py --videos 2000 --workers 1,3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -248,12 +248,19 @@ class SharedBulkRunner(CreateObserver[_Tag]):
         group = self._group
         assert group is not None
         concurrency = self._core.creates.max_concurrent_creates
+        clock = asyncio.get_running_loop().time
+        last_scan = float("-inf")
         while True:
             self._wake.clear()
-            for key in await store.recover():
-                self._reporter.event(
-                    "unknown", f"a create of row {key} was in flight when its worker stopped"
-                )
+            # Looking for dead workers' creates and videos costs a scan of the job: once a
+            # tick, not on every wake-up.
+            scan = clock() - last_scan >= self._tick
+            if scan:
+                last_scan = clock()
+                for key in await store.recover():
+                    self._reporter.event(
+                        "unknown", f"a create of row {key} was in flight when its worker stopped"
+                    )
             while not self._stop_creating and len(self._creating) < concurrency:
                 claim = await store.claim_row(
                     self.worker, skip=sorted(self._skip_rows | self._creating)
@@ -263,7 +270,7 @@ class SharedBulkRunner(CreateObserver[_Tag]):
                 self._creating.add(claim.key)
                 group.create_task(self._create_row(claim))
             free = self._follow_limit - len(self._following)
-            if free > 0:
+            if scan and free > 0:
                 for video in await store.claim_videos(
                     self.worker, free, skip=sorted(self._skip_videos)
                 ):
@@ -450,7 +457,8 @@ class SharedBulkRunner(CreateObserver[_Tag]):
             await self._follow_one(video, handle)
         finally:
             self._following.discard(video.id)
-            self._wake.set()
+            if not self._following:
+                self._wake.set()
 
     async def _follow_one(self, row: StoredVideo, handle: TaskHandle) -> None:
         stats = self.outcome.stats

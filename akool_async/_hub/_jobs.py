@@ -64,10 +64,15 @@ end
 
 
 def _alive(workers_key: str) -> str:
+    # Cached per script run: a scan asks about the same few workers many times.
     return (
+        "local known = {}\n"
         "local function alive(w)\n"
-        f"  local s = redis.call('ZSCORE', {workers_key}, w)\n"
-        "  return s and tonumber(s) >= now\n"
+        "  if known[w] == nil then\n"
+        f"    local s = redis.call('ZSCORE', {workers_key}, w)\n"
+        "    known[w] = (s and tonumber(s) >= now) or false\n"
+        "  end\n"
+        "  return known[w]\n"
         "end\n"
     )
 
@@ -274,18 +279,25 @@ _CLAIM_VIDEOS: Final = (
     + _alive("KEYS[3]")
     + """
 if not alive(ARGV[1]) then return {} end
+-- Fast path: every open video is claimed and no worker's lease has lapsed.
+if redis.call('ZCOUNT', KEYS[3], '-inf', '(' .. now) == 0
+    and redis.call('HLEN', KEYS[2]) >= redis.call('ZCARD', KEYS[1]) then
+  return {}
+end
 local limit = tonumber(ARGV[2])
 local skip = {}
 for i = 3, #ARGV do skip[ARGV[i]] = true end
 local out = {}
 local start = 0
+local complete, saw_dead = false, false
 while #out < 2 * limit do
   local ids = redis.call('ZRANGE', KEYS[1], start, start + 199)
-  if #ids == 0 then break end
+  if #ids == 0 then complete = true break end
   for _, id in ipairs(ids) do
     if #out >= 2 * limit then break end
     if not skip[id] then
       local owner = redis.call('HGET', KEYS[2], id)
+      if owner and not alive(owner) then saw_dead = true end
       if (not owner) or not alive(owner) then
         redis.call('HSET', KEYS[2], id, ARGV[1])
         table.insert(out, id)
@@ -294,6 +306,11 @@ while #out < 2 * limit do
     end
   end
   start = start + 200
+end
+-- No video is left with a dead owner: forget dead workers (their rows and creates count as
+-- dead without an entry too), so the fast path above works again.
+if complete and not saw_dead then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
 end
 return out
 """
