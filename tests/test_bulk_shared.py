@@ -184,6 +184,27 @@ async def test_three_workers_share_one_job(
     assert sum(COUNTS) == report["videos"]["downloaded"]
     assert 30.0 * sum(COUNTS) == report["credits"]
 
+    # Worker 0's machine is lost: its files are saved again by the next worker.
+    lost = json.loads(runs[0].out)["worker"]
+    lost_files = sorted(p.name for p in outs[0].glob("*.mp4"))
+    for path in outs[0].glob("*.mp4"):
+        path.unlink()
+    reopen = await finish(
+        await start(
+            "jobs", "reopen", "j", "--worker", lost, "--store", redis_url,
+            "--namespace", redis_namespace,
+        )
+    )  # fmt: skip
+    assert 0 == reopen.code
+    assert f"{len(lost_files)} file(s)" in reopen.out
+    replacement = tmp_path / "replacement"
+    again = await finish(
+        await start(*worker_args(fake, jobs, replacement, redis_url, redis_namespace))
+    )
+    assert 0 == again.code, again.err[-2000:]
+    assert lost_files == sorted(p.name for p in replacement.glob("*.mp4"))
+    assert sum(COUNTS) == sum(created_per_prompt(fake).values())
+
 
 async def test_a_worker_killed_after_creating_is_taken_over(
     fake: FakeAkoolServer, tmp_path: Path, redis_url: str, redis_namespace: str

@@ -43,3 +43,14 @@ async def cmd_jobs_status(args: argparse.Namespace, output: Output) -> int:
             when = f"in {left / 3600:.1f} h" if left > 0 else f"{-left / 3600:.1f} h ago"
             output.line(f"  expiry: video {item['video']} (line {item['line']}) expires {when}")
     return OK if status.done else WORK_REMAINS
+
+
+async def cmd_jobs_reopen(args: argparse.Namespace, output: Output) -> int:
+    """Mark a lost worker's files for saving again."""
+    store = await open_store(args.store, job=args.name, namespace=args.namespace, journal=None)
+    try:
+        count = await store.reopen_downloads(args.worker)
+    finally:
+        await store.aclose()
+    output.line(f"job {args.name}: {count} file(s) of worker {args.worker} will be saved again")
+    return OK

@@ -19,7 +19,7 @@ from .._journal import DEFAULT_JOURNAL_NAME
 from ._bulk import cmd_bulk
 from ._exit_codes import epilog
 from ._info import cmd_credits, cmd_models
-from ._jobs import cmd_jobs_status
+from ._jobs import cmd_jobs_reopen, cmd_jobs_status
 from ._output import PROG
 from ._videos import cmd_create, cmd_download, cmd_wait
 
@@ -258,6 +258,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_jobs_status)
+
+    reopen = jobs_sub.add_parser(
+        "reopen",
+        help="save again the files a lost worker saved",
+        description="Mark the files a worker saved as lost (its machine is gone): the next "
+        "worker of the job saves them again, while AKOOL still keeps the videos (7 days).",
+        parents=[common],
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reopen.add_argument("name", metavar="NAME", help="the job's name")
+    reopen.add_argument("--worker", required=True, metavar="ID", help="the lost worker's id")
+    reopen.add_argument("--store", required=True, metavar="URL", help="the job's Redis store")
+    reopen.add_argument("--namespace", default="akool", help="the store's key prefix")
+    reopen.set_defaults(handler=cmd_jobs_reopen)
 
     fake = command(
         "fake-server",

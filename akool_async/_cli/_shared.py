@@ -28,7 +28,9 @@ class SharedRun:
     worker: str
 
 
-async def open_store(url: str | None, *, job: str, namespace: str, journal: Path) -> JobStore:
+async def open_store(
+    url: str | None, *, job: str, namespace: str, journal: Path | None
+) -> JobStore:
     """The Redis store at ``url``, or (no URL) the SQLite journal at ``journal``.
 
     Raises:
@@ -36,6 +38,8 @@ async def open_store(url: str | None, *, job: str, namespace: str, journal: Path
         AkoolValueError: the URL is not a Redis URL, or redis is not installed.
     """
     if url is None:
+        if journal is None:
+            raise AkoolValueError("give --store URL or --journal PATH")
         return SqliteJobStore.open(journal, job=job)
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise AkoolValueError("--store: expected a redis://, rediss:// or unix:// URL")
