@@ -27,6 +27,7 @@ from ._errors import (
     CreateOutcomeUnknownError,
     DownloadError,
     InsufficientCreditsError,
+    JobConflictError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -37,7 +38,7 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._generate import CreateFailure, Generation, Progress
-from ._jobstore import JobConflictError, JobStatus, JobStore, LoadResult
+from ._jobstore import JobStatus, JobStore, LoadResult
 from ._jobstore_sqlite import SqliteJobStore
 from ._models import AIModel, DeleteResult, Effect, Resolution, Video, VideoStatus
 from ._polling import PollerStatistics, TaskHandle

@@ -31,7 +31,6 @@ from typing import Any, Final, Protocol
 import attrs
 
 from ._constants import VIDEO_RETENTION_SECONDS
-from ._errors import AkoolValueError
 from ._models import Video
 
 # Create states kept by every store (the journal's names).
@@ -40,10 +39,6 @@ CREATED: Final = "created"
 UNKNOWN: Final = "unknown"
 REFUSED: Final = "refused"
 ABANDONED: Final = "abandoned"
-
-
-class JobConflictError(AkoolValueError):
-    """The job exists with another jobs file, or a line clashes with what the job recorded."""
 
 
 @attrs.frozen(kw_only=True)

@@ -18,13 +18,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from ._errors import JobConflictError
 from ._jobstore import (
     ABANDONED,
     CREATED,
     REFUSED,
     SENT,
     UNKNOWN,
-    JobConflictError,
     JobRequest,
     JobStatus,
     LoadResult,

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from akool_async import Video, VideoStatus
+from akool_async import JobConflictError, Video, VideoStatus
 from akool_async._bulk import parse_jobs
 from akool_async._bulk_shared import job_requests
-from akool_async._jobstore import REFUSED, UNKNOWN, JobConflictError, JobStore
+from akool_async._jobstore import REFUSED, UNKNOWN, JobStore
 from akool_async._jobstore_sqlite import SqliteJobStore
 from akool_async.redis import RedisJobStore
 

@@ -30,11 +30,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
-from .._errors import AkoolValueError, ClientClosedError
+from .._errors import AkoolValueError, ClientClosedError, JobConflictError
 from .._jobstore import (
     REFUSED,
     UNKNOWN,
-    JobConflictError,
     JobRequest,
     JobStatus,
     LoadResult,
