@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench mutation clean
+.PHONY: venv demo test lint typecheck pytest bench bench-bulk mutation clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,9 @@ bench: venv
 mutation: venv
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutation]'
 	$(PY) scripts/mutation.py
+
+bench-bulk: venv
+	$(PY) benchmarks/bench_bulk.py --videos 2000 --workers 1,3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants

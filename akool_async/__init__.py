@@ -11,6 +11,7 @@ Quick start::
 
 from typing import TYPE_CHECKING, Any
 
+from ._bulk_shared import SharedBulkRunner, load_job
 from ._client import AkoolClient
 from ._creates import Batch
 from ._errors import (
@@ -26,6 +27,7 @@ from ._errors import (
     CreateOutcomeUnknownError,
     DownloadError,
     InsufficientCreditsError,
+    JobConflictError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -36,6 +38,8 @@ from ._errors import (
     WebhookVerificationError,
 )
 from ._generate import CreateFailure, Generation, Progress
+from ._jobstore import JobStatus, JobStore, LoadResult
+from ._jobstore_sqlite import SqliteJobStore
 from ._models import AIModel, DeleteResult, Effect, Resolution, Video, VideoStatus
 from ._polling import PollerStatistics, TaskHandle
 from ._pricing import CreditEstimate, PriceSource
@@ -73,6 +77,10 @@ __all__ = [
     "Effect",
     "Generation",
     "InsufficientCreditsError",
+    "JobConflictError",
+    "JobStatus",
+    "JobStore",
+    "LoadResult",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -82,6 +90,8 @@ __all__ = [
     "RateLimitError",
     "Resolution",
     "RetryPolicy",
+    "SharedBulkRunner",
+    "SqliteJobStore",
     "TaskHandle",
     "UpstreamError",
     "UseClientDefault",
@@ -94,6 +104,7 @@ __all__ = [
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
+    "load_job",
     "verify_webhook",
 ]
 

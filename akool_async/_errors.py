@@ -4,6 +4,7 @@ The hierarchy::
 
     AkoolError
     ├── AkoolValueError (also ValueError)          bad input, raised before any request is sent
+    │   └── JobConflictError                       a job name already holds another jobs file
     ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
     ├── AkoolConnectionError                       the request never got an answer
     │   └── AkoolTimeoutError (also TimeoutError)  a request ran out of time
@@ -56,6 +57,10 @@ def _restore(cls: type[AkoolError], args: tuple[Any, ...], state: dict[str, Any]
 
 class AkoolValueError(AkoolError, ValueError):
     """An argument is invalid; raised before any request is sent."""
+
+
+class JobConflictError(AkoolValueError):
+    """A bulk job of that name was loaded from another jobs file (its digest differs)."""
 
 
 class ClientClosedError(AkoolError, RuntimeError):

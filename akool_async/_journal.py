@@ -221,6 +221,34 @@ class Journal:
     ) -> None:
         self.close()
 
+    # -- notes -------------------------------------------------------------------------------
+
+    def note(self, key: str) -> str | None:
+        """A value kept under ``key`` in the journal's notes (used by ``SqliteJobStore``)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"note:{key}",)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def notes(self, prefix: str) -> dict[str, str]:
+        """Every note whose key starts with ``prefix`` (keys without the prefix)."""
+        rows = self._db.execute(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ?",
+            (f"note:{prefix}", f"note:{prefix}\uffff"),
+        ).fetchall()
+        return {row["key"][len("note:") + len(prefix) :]: row["value"] for row in rows}
+
+    def set_notes(self, values: Mapping[str, str | None]) -> None:
+        """Keep (or, for None, drop) notes, in one transaction."""
+        with _transaction(self._db):
+            for key, value in values.items():
+                if value is None:
+                    self._db.execute("DELETE FROM meta WHERE key = ?", (f"note:{key}",))
+                else:
+                    self._db.execute(
+                        "INSERT INTO meta(key, value) VALUES (?, ?)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (f"note:{key}", value),
+                    )
+
     # -- requests ----------------------------------------------------------------------------
 
     def add_requests(self, requests: Iterable[NewRequest]) -> None:
@@ -477,6 +505,13 @@ class Journal:
             self._db.execute(
                 "UPDATE videos SET downloaded_at = ?, size = ?, error = NULL WHERE id = ?",
                 (time.time(), size, video_id),
+            )
+
+    def reopen_download(self, video_id: str) -> None:
+        """Forget that the video's file was saved (it was lost): it is saved again."""
+        with _transaction(self._db):
+            self._db.execute(
+                "UPDATE videos SET downloaded_at = NULL, size = NULL WHERE id = ?", (video_id,)
             )
 
     def mark_error(self, video_id: str, error: str) -> None:

@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 from ._errors import HubUnavailableError
 from ._hub._budget import SharedBudget
 from ._hub._hub import RedisHub
+from ._hub._jobs import RedisJobStore
 from ._hub._leader import LeaderLease
 from ._hub._pending import PendingRegistry
 from ._hub._records import (
@@ -44,6 +45,7 @@ __all__ = [
     "LeaderLease",
     "PendingRegistry",
     "RedisHub",
+    "RedisJobStore",
     "Reservation",
     "SharedBudget",
     "SlotLease",

@@ -32,6 +32,7 @@ from akool_async import (
     CreateOutcomeUnknownError,
     DownloadError,
     InsufficientCreditsError,
+    JobConflictError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -324,6 +325,7 @@ _API_ERROR_ARGS: dict[str, Any] = {
 _ERROR_EXAMPLES: dict[str, Callable[[], AkoolError]] = {
     "AkoolError": lambda: AkoolError("something"),
     "AkoolValueError": lambda: AkoolValueError("count: must be 1-10"),
+    "JobConflictError": lambda: JobConflictError("job 'j' was loaded from another jobs file"),
     "ClientClosedError": lambda: ClientClosedError("the client is closed"),
     "AkoolConnectionError": lambda: AkoolConnectionError(
         "connection refused", method="GET", path="/api/open/v3/faceswap/quota/info"

@@ -42,6 +42,10 @@ EXPORTED = [
     "Effect",
     "Generation",
     "InsufficientCreditsError",
+    "JobConflictError",
+    "JobStatus",
+    "JobStore",
+    "LoadResult",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -51,6 +55,8 @@ EXPORTED = [
     "RateLimitError",
     "Resolution",
     "RetryPolicy",
+    "SharedBulkRunner",
+    "SqliteJobStore",
     "TaskHandle",
     "UpstreamError",
     "UseClientDefault",
@@ -63,6 +69,7 @@ EXPORTED = [
     "WebhookEvent",
     "WebhookVerificationError",
     "__version__",
+    "load_job",
     "verify_webhook",
 ]
 

@@ -22,6 +22,7 @@ from ._exit_codes import (
 )
 from ._output import Output
 from ._reporters import make_reporter
+from ._shared import SharedRun, run_shared
 
 
 async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
@@ -29,6 +30,9 @@ async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
     if args.dry_run:
         return await cmd_bulk_dry_run(args, output)
     api_key(args)  # fail on a missing key before touching any file
+    if args.store is not None and args.job is None:
+        output.error("--store needs --job NAME (the same for every worker of the job)")
+        return BAD_INPUT
     jobs, bad_lines = load_jobs(args.jobs)
     for bad in bad_lines:
         output.note(f"{args.jobs}: {bad}")
@@ -42,6 +46,15 @@ async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
         output.error(f"{args.jobs} holds no requests")
         return BAD_INPUT
     journal_path = args.journal or args.out / DEFAULT_JOURNAL_NAME
+    if args.store is not None or args.job is not None or args.retry_failed is not None:
+        shared = await run_shared(args, output, jobs, journal_path)
+        _print_shared(args, output, shared)
+        codes = [bulk_exit_code(shared.outcome)]
+        if shared.status.unknown:
+            codes.append(OUTCOME_UNKNOWN)
+        if bad_lines:
+            codes.append(BAD_INPUT)
+        return worst(codes)
     with Journal.open(journal_path) as journal:
         # Every request is on record before anything is created.
         journal.add_requests(job.as_new_request() for job in jobs)
@@ -77,11 +90,11 @@ async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
                 )
                 outcome = await runner.run(jobs, spent_before=spent)
     _print_summary(args, output, outcome, journal_path)
-    code = _bulk_exit_code(outcome)
+    code = bulk_exit_code(outcome)
     return worst([code, BAD_INPUT]) if bad_lines else code
 
 
-def _bulk_exit_code(outcome: BulkOutcome) -> int:
+def bulk_exit_code(outcome: BulkOutcome) -> int:
     codes: list[int] = []
     if outcome.unknown:
         codes.append(OUTCOME_UNKNOWN)
@@ -143,3 +156,33 @@ def _print_summary(
         output.note(f"unknown: {line}")
     if outcome.budget is not None:
         output.note(f"budget: {outcome.budget}; re-run with a higher --max-credits to go on")
+
+
+def _print_shared(args: argparse.Namespace, output: Output, shared: SharedRun) -> None:
+    stats, status = shared.outcome.stats, shared.status
+    if args.json:
+        output.json(
+            {
+                "worker": shared.worker,
+                "this_worker": stats.as_dict(),
+                "job": status.as_dict(),
+                "out": str(args.out),
+                "budget": str(shared.outcome.budget) if shared.outcome.budget else None,
+            }
+        )
+        return
+    elapsed = time.monotonic() - stats.started
+    output.line(f"worker {shared.worker}: {elapsed:.1f}s")
+    output.line(f"  created     {stats.created_now} video(s) ({stats.credits_now:g} credits)")
+    output.line(f"  downloaded  {stats.downloaded_now} in {args.out}")
+    output.line(f"job {status.job} ({'done' if status.done else 'work left'}):")
+    for name, count in status.videos.items():
+        output.line(f"  {name:<11} {count}")
+    output.line(f"  credits     {status.credits:g}")
+    for item in status.unknown:
+        output.note(
+            f"unknown: {item['videos']} video(s) of {item['row']}: {item['reason']} "
+            "(--retry-unknown resends them)"
+        )
+    if shared.outcome.budget is not None:
+        output.note(f"budget: {shared.outcome.budget}")

@@ -14,6 +14,7 @@ from .._errors import (
     BudgetExceededError,
     CreateOutcomeUnknownError,
     DownloadError,
+    HubUnavailableError,
     InsufficientCreditsError,
     NotFoundError,
     PermissionDeniedError,
@@ -38,6 +39,8 @@ CONNECTION: Final = 10
 OUTCOME_UNKNOWN: Final = 11
 VIDEO_FAILED: Final = 12
 DOWNLOAD_FAILED: Final = 13
+STORE_UNAVAILABLE: Final = 14
+WORK_REMAINS: Final = 15
 INTERRUPTED: Final = 130
 
 #: Exit code -> what it means (the --help epilog and the README table are built from this).
@@ -56,12 +59,16 @@ EXIT_CODES: Final[dict[int, str]] = {
     OUTCOME_UNKNOWN: "a create's outcome is unknown: it may have been billed; not resent",
     VIDEO_FAILED: "a video ended with status 4 (failed)",
     DOWNLOAD_FAILED: "a video file could not be saved whole",
+    STORE_UNAVAILABLE: "the job store (--store) cannot be reached: this worker stopped; "
+    "what the store holds is kept",
+    WORK_REMAINS: "jobs status: the job still has work left (0: every video is saved)",
     INTERRUPTED: "interrupted (Ctrl-C); bulk jobs resume from their journal",
 }
 
 #: When several things went wrong, the exit code is the first of these that occurred.
 _PRIORITY: Final = (
     OUTCOME_UNKNOWN,
+    STORE_UNAVAILABLE,
     AUTH,
     PERMISSION,
     NO_CREDITS,
@@ -73,6 +80,7 @@ _PRIORITY: Final = (
     NOT_FOUND,
     VIDEO_FAILED,
     DOWNLOAD_FAILED,
+    WORK_REMAINS,
     GENERIC,
 )
 
@@ -93,6 +101,7 @@ _FAMILIES: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (UpstreamError, UPSTREAM),
     (ValidationError, BAD_INPUT),
     (AkoolValueError, BAD_INPUT),
+    (HubUnavailableError, STORE_UNAVAILABLE),
     (AkoolConnectionError, CONNECTION),  # AkoolTimeoutError included
     # Not a connection error in the SDK, but the CLI has always reported it with code 10.
     (WaitTimeoutError, CONNECTION),

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .._bulk_shared import DEFAULT_LEASE
 from .._constants import (
     API_KEY_ENV,
     DEFAULT_BASE_URL,
@@ -18,6 +19,7 @@ from .._journal import DEFAULT_JOURNAL_NAME
 from ._bulk import cmd_bulk
 from ._exit_codes import epilog
 from ._info import cmd_credits, cmd_models
+from ._jobs import cmd_jobs_reopen, cmd_jobs_status
 from ._output import PROG
 from ._videos import cmd_create, cmd_download, cmd_wait
 
@@ -198,6 +200,36 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="live display (needs rich) or one line per event; auto: live on a terminal",
     )
+    bulk.add_argument(
+        "--retry-failed",
+        type=_positive_int,
+        metavar="N",
+        help="create a new video for each one that failed (status 4), at most N times per "
+        "video; budget-checked and recorded in the journal or store",
+    )
+    shared = bulk.add_argument_group("several workers, one job")
+    shared.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the job in Redis (redis://HOST:6379/0, rediss://...) so several workers "
+        "share it; needs --job",
+    )
+    shared.add_argument(
+        "--job", metavar="NAME", help="the job's name in the store (same for every worker)"
+    )
+    shared.add_argument(
+        "--namespace", default="akool", help="the store's key prefix (default: akool)"
+    )
+    shared.add_argument(
+        "--lease",
+        type=_positive_float,
+        default=DEFAULT_LEASE,
+        metavar="SECONDS",
+        help=f"a dead worker's claims are taken over after this long (default: {DEFAULT_LEASE:g})",
+    )
+    shared.add_argument(
+        "--worker", metavar="ID", help="this worker's id (default: host:pid:random)"
+    )
     bulk.add_argument("--json", action="store_true", help="print the summary as JSON")
     bulk.add_argument(
         "--dry-run",
@@ -206,6 +238,47 @@ def build_parser() -> argparse.ArgumentParser:
         "total, with their sources (reads the model list, one GET, when a key is set)",
     )
     bulk.set_defaults(handler=cmd_bulk)
+
+    jobs = command("jobs", "Inspect bulk jobs.")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    status = jobs_sub.add_parser(
+        "status",
+        help="where a job stands across its workers",
+        description="Rows and videos per state, credits, which worker holds what, expiry "
+        "warnings. Exit 0 when every video is saved, 15 while work remains.",
+        parents=[common],
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("name", metavar="NAME", help="the job's name (--job of its workers)")
+    where = status.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", metavar="URL", help="the job's Redis store")
+    where.add_argument("--journal", type=Path, metavar="PATH", help="a bulk journal (SQLite)")
+    status.add_argument("--namespace", default="akool", help="the store's key prefix")
+    status.add_argument(
+        "--expiry-warning",
+        type=_positive_float,
+        default=24.0,
+        metavar="HOURS",
+        help="list unsaved videos this close to AKOOL's 7-day deletion (default: 24)",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_jobs_status)
+
+    reopen = jobs_sub.add_parser(
+        "reopen",
+        help="save again the files a lost worker saved",
+        description="Mark the files a worker saved as lost (its machine is gone): the next "
+        "worker of the job saves them again, while AKOOL still keeps the videos (7 days).",
+        parents=[common],
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reopen.add_argument("name", metavar="NAME", help="the job's name")
+    reopen.add_argument("--worker", required=True, metavar="ID", help="the lost worker's id")
+    reopen.add_argument("--store", required=True, metavar="URL", help="the job's Redis store")
+    reopen.add_argument("--namespace", default="akool", help="the store's key prefix")
+    reopen.set_defaults(handler=cmd_jobs_reopen)
 
     fake = command(
         "fake-server",
