@@ -29,6 +29,7 @@ from typing import IO, Any, Final
 import attrs
 
 from ._errors import AkoolValueError
+from ._jobstore import JobRequest
 from ._models import Video, VideoStatus
 
 if sys.platform != "win32":  # POSIX; elsewhere the lock is not taken (documented in README).
@@ -92,16 +93,8 @@ class JournalError(AkoolValueError):
     """The journal cannot be used: locked by another run, not a journal, or in conflict."""
 
 
-@attrs.frozen(kw_only=True)
-class JournalRequest:
-    """A request as the journal knows it."""
-
-    key: str
-    line: int
-    fingerprint: str
-    body: Mapping[str, Any]
-    count: int
-    stem: str
+#: A request as the journal knows it: the job store's record, one shape for both stores.
+JournalRequest = JobRequest
 
 
 @attrs.frozen(kw_only=True)
