@@ -454,7 +454,9 @@ async def test_a_create_cut_off_by_a_crash_is_unknown_and_not_resent(tmp_path: P
         api_key=KEY, queue_seconds=0.02, process_seconds=0.1, create_latency=5.0
     ) as fake:
         proc = await start("bulk", str(jobs), "--out", str(out), "--concurrency", "1", *conn(fake))
-        await until(lambda: bool(journal_rows(journal, "SELECT 1 FROM creates")), proc)
+        # The create reached AKOOL (its answer is held back by create_latency): kill now.
+        await fake.wait_for_calls("create_batch", 1, timeout=30)
+        assert journal_rows(journal, "SELECT 1 FROM creates")  # journaled before it left
         proc.kill()
         await proc.communicate()
         fake.create_latency = 0.0
