@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from ._convert import read_status, structure
@@ -47,6 +47,8 @@ logger = logging.getLogger("akool_async.hub")
 #: How long the leader holds the ids of one results call before they are due again anyway
 #: (covers a leader that dies mid-call: its successor polls them after this).
 _CLAIM_SECONDS: Final = 30.0
+#: Seconds between two tries for a cluster-wide create slot while all are taken.
+_SLOT_RECHECK: Final = 0.05
 #: Seconds between two looks for news while nothing else wakes the maintenance loop.
 _IDLE_STEP: Final = 0.5
 
@@ -309,6 +311,31 @@ class Cluster:
         if isinstance(error, RateLimitError) and self.hub.available:
             # AKOOL asked one process to slow down: every process slows down.
             self._spawn(self.hub.slow_down(details.wait))
+
+    @contextlib.asynccontextmanager
+    async def create_slot(self, hold_for: float) -> AsyncIterator[None]:
+        """Hold one of the namespace's create slots (``RedisHub(max_concurrent_creates=)``).
+
+        A slot is a lease of ``hold_for`` seconds, so a crashed process's slots come back.
+        Redis away: the create goes on under this process's own limit (a concurrency cap
+        protects AKOOL, not money; the budget still fails closed).
+        """
+        limit = self.hub.max_concurrent_creates
+        lease = None
+        if limit is not None:
+            try:
+                # Slots held by other processes free up with no event to await here.
+                lease = await self.hub.slots.acquire(limit, hold_for)
+                while lease is None:
+                    await asyncio.sleep(_SLOT_RECHECK)
+                    lease = await self.hub.slots.acquire(limit, hold_for)
+            except AkoolError as exc:
+                logger.warning("cluster create slot not taken (Redis hub: %s)", exc)
+        try:
+            yield
+        finally:
+            if lease is not None:
+                self._spawn(self.hub.slots.release(lease))
 
     async def wait_if_slowed(self) -> None:
         """Hold a create while any process of the namespace was asked to slow down."""

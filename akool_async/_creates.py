@@ -25,7 +25,7 @@ import attrs
 from ._budget import CreditBudget, Spend, price_key
 from ._catalog import ModelCatalog
 from ._cluster import Cluster
-from ._constants import MAX_BATCH_COUNT
+from ._constants import DEFAULT_TIMEOUT, MAX_BATCH_COUNT
 from ._convert import structure
 from ._errors import (
     AkoolError,
@@ -203,18 +203,26 @@ class CreatePipeline:
         self, path: str, body: Mapping[str, Any], spend: Spend, options: RequestOptions
     ) -> dict[str, Any]:
         """Send one create; from here on a failure may have been billed."""
-        spend.sent = True
-        gate = self._gate
-        gate.in_flight += 1
-        gate.idle.clear()
-        try:
-            return await self._transport.request(
-                "POST", path, json=body, create=True, options=options
-            )
-        finally:
-            gate.in_flight -= 1
-            if not gate.in_flight:
-                gate.idle.set()
+        async with self._cluster_slot():
+            spend.sent = True
+            gate = self._gate
+            gate.in_flight += 1
+            gate.idle.clear()
+            try:
+                return await self._transport.request(
+                    "POST", path, json=body, create=True, options=options
+                )
+            finally:
+                gate.in_flight -= 1
+                if not gate.in_flight:
+                    gate.idle.set()
+
+    def _cluster_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._cluster is None:
+            return contextlib.nullcontext()
+        # A create lasts at most one request timeout (plus its retries' waits).
+        hold_for = (self._transport.timeout or DEFAULT_TIMEOUT) + self._transport.retry.max_time
+        return self._cluster.create_slot(hold_for)
 
     # --- batch creates ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ async def cluster(
             leader_ttl=1.0,
             heartbeat_ttl=3.0,
             stream_block=0.2,
+            max_concurrent_creates=kwargs.pop("cluster_creates", None),
         )
         client = AkoolClient(
             server.api_key,
@@ -239,3 +240,19 @@ async def test_namespaces_are_apart_and_no_secret_reaches_redis(
     assert batch.ids[0] not in foreign
     for text in (ours, foreign):
         assert server.api_key not in text
+
+
+async def test_max_concurrent_creates_can_be_cluster_wide(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """``RedisHub(max_concurrent_creates=1)``: one create in flight across every process."""
+    server.create_latency = 0.05
+    clients = [cluster(cluster_creates=1) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients:
+            await stack.enter_async_context(client)
+        await asyncio.gather(
+            *(c.image_to_video.create_batch(**CREATE_ARGS) for c in clients for _ in range(2))
+        )
+    assert 6 == server.call_count("create_batch")
+    assert 1 == server.max_in_flight("create_batch")

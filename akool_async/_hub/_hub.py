@@ -69,6 +69,10 @@ class RedisHub:
         heartbeat_ttl: seconds a process counts as alive after its last heartbeat.
         timeout: seconds for connecting and for one command (URL hubs only).
         stream_block: seconds one blocking stream read waits for news before asking again.
+        max_concurrent_creates: creates in flight at once across every process of the
+            namespace (each process's own ``max_concurrent_creates`` still applies). Slots are
+            leases, so a crashed process's slots come back. ``None`` (default): no
+            cluster-wide limit.
 
     Attributes:
         leader: the leader lease (``maintain()``, ``is_leader``, ``release()``).
@@ -87,6 +91,7 @@ class RedisHub:
         heartbeat_ttl: float = 30.0,
         timeout: float = 5.0,
         stream_block: float = 1.0,
+        max_concurrent_creates: int | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
             raise AkoolValueError("namespace must be a non-empty string without whitespace")
@@ -112,6 +117,14 @@ class RedisHub:
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._timeout = timeout
         self._block_ms = max(1, round(stream_block * 1000))
+        if max_concurrent_creates is not None and (
+            isinstance(max_concurrent_creates, bool)
+            or not isinstance(max_concurrent_creates, int)
+            or max_concurrent_creates < 1
+        ):
+            raise AkoolValueError("max_concurrent_creates must be a positive integer or None")
+        #: Creates in flight at once across the namespace (None: no cluster-wide limit).
+        self.max_concurrent_creates = max_concurrent_creates
         self._conn = HubConnection(namespace, where=where, password=password)
         self.leader = LeaderLease(self._conn, self.process_id, leader_ttl)
         self.pending = PendingRegistry(self._conn, self.leader, self.process_id, heartbeat_ttl)
