@@ -60,6 +60,9 @@ logger = logging.getLogger("akool_async")
 _EPSILON: Final = 1e-9
 #: Seconds between two looks at a shared budget whose holds elsewhere may still settle.
 _SHARED_RECHECK: Final = 0.05
+#: Seconds shared holds may stay unmoved before a create that does not fit gives up (a hold
+#: of a crashed process never settles; a live create settles within its request timeout).
+_SHARED_STALE: Final = 90.0
 
 #: Errors after which AKOOL certainly did not create (or bill) anything.
 _NOTHING_CHARGED: Final = (AkoolAPIError, AkoolConnectionError, AkoolValueError, ClientClosedError)
@@ -158,6 +161,9 @@ class CreditBudget:
         self._settled = asyncio.Event()
         self._shared = shared if self.max_credits is not None else None
         self._settling: set[asyncio.Task[None]] = set()
+        self._unsettled: list[tuple[Spend, float]] = []
+        #: Seconds a create waits on shared holds that do not move before it gives up.
+        self.stale_after = _SHARED_STALE
 
     def estimate(self, key: PriceKey, count: int) -> float:
         """The estimated cost of ``count`` videos of ``key`` (see the module docstring)."""
@@ -223,15 +229,24 @@ class CreditBudget:
     async def _reserve_shared(self, shared: SharedCredits, key: PriceKey, count: int) -> Spend:
         assert self.max_credits is not None
         cap = self.max_credits
+        await self._retry_unsettled(shared)
+        waiting_since = asyncio.get_running_loop().time()
+        lowest_held = float("inf")
         while True:
             estimate = self.estimate(key, count)
             # Raises HubUnavailableError when Redis is away: never create unbudgeted.
-            reservation = await shared.reserve(estimate, cap)
+            reservation = await self._reserve_once(shared, estimate, cap)
             if reservation is not None:
                 self.reserved += estimate
                 return Spend(key, estimate, reservation)
             snapshot = await shared.snapshot()
-            if snapshot.reserved <= _EPSILON:
+            now = asyncio.get_running_loop().time()
+            if snapshot.reserved < lowest_held - _EPSILON:
+                # Holds are being settled somewhere: worth waiting for.
+                lowest_held, waiting_since = snapshot.reserved, now
+            # Holds that never move (a crashed process's) must not make a create wait forever.
+            stale = now - waiting_since > self.stale_after and self.reserved <= _EPSILON
+            if snapshot.reserved <= _EPSILON or stale:
                 raise BudgetExceededError(
                     f"budget: {count} more video(s) (about {estimate:g} credits) would pass "
                     f"max_credits={cap:g} shared by every process ({snapshot.charged:g} "
@@ -246,8 +261,29 @@ class CreditBudget:
                 async with asyncio.timeout(_SHARED_RECHECK):
                     await self._settled.wait()
 
+    async def _reserve_once(self, shared: SharedCredits, estimate: float, cap: float) -> Any:
+        # Shielded: a create cancelled while Redis took the hold must still give it back.
+        attempt = asyncio.ensure_future(shared.reserve(estimate, cap))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+
+            def give_back(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result():
+                    self._settle_shared(shared, Spend(("", "", 0, False), 0.0, done.result()), 0)
+
+            attempt.add_done_callback(give_back)
+            raise
+
+    async def _retry_unsettled(self, shared: SharedCredits) -> None:
+        unsettled, self._unsettled = self._unsettled, []
+        for spend, cost in unsettled:
+            self._settle_shared(shared, spend, cost)
+
     async def flush(self) -> None:
-        """Wait until every settlement has reached the shared budget."""
+        """Wait until every settlement has reached the shared budget (retrying failed ones)."""
+        if self._shared is not None and self._unsettled:
+            await self._retry_unsettled(self._shared)
         while self._settling:
             await asyncio.wait(set(self._settling))
 
@@ -259,8 +295,10 @@ class CreditBudget:
                 else:
                     await shared.release(spend.reservation)
             except AkoolError as exc:
-                # The hold stays counted in Redis: the cap errs towards stopping early.
+                # The hold stays counted in Redis (the cap errs towards stopping early) until
+                # the next create or close tries again.
                 logger.warning("could not settle %g credits in the shared budget: %s", cost, exc)
+                self._unsettled.append((spend, cost))
 
         # A task, so a create cancelled mid-request still settles (cleanup must not await).
         task = asyncio.get_running_loop().create_task(settle())

@@ -28,11 +28,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._convert import read_status, structure
 from ._errors import (
+    AkoolAPIError,
     AkoolError,
     AkoolResponseError,
     AkoolValueError,
+    AuthenticationError,
     ClientClosedError,
+    NotFoundError,
     RateLimitError,
+    UpstreamError,
 )
 from ._models import Video, VideoStatus
 from ._polling import RESULTS_PATH, Poller, result_items
@@ -43,6 +47,10 @@ if TYPE_CHECKING:
     from ._hub._hub import RedisHub
 
 logger = logging.getLogger("akool_async.hub")
+
+#: The status the leader publishes for an id AKOOL will not report (unknown to it, or refused):
+#: every process fails its handles with NotFoundError. Above 1-4, so it is news in Redis.
+GIVEN_UP: Final = 404
 
 #: How long the leader holds the ids of one results call before they are due again anyway
 #: (covers a leader that dies mid-call: its successor polls them after this).
@@ -84,6 +92,8 @@ class Cluster:
         self.hub = hub
         self._transport = transport
         self._poller = poller
+        #: Every poller of the client (``with_options(poll=...)`` adds its own).
+        self._pollers: list[Poller] = [poller]
         self._policy = policy
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -93,6 +103,7 @@ class Cluster:
         self._dirty = asyncio.Event()
         self._reregister = False
         self._published: dict[str, int] = {}
+        self._misses: dict[str, int] = {}
         self._started = False
         self._closed = False
         self._starting = asyncio.Lock()
@@ -114,8 +125,11 @@ class Cluster:
     async def _start(self) -> None:
         if self._closed:
             raise ClientClosedError("the client is closed")
-        self._started = True
         available = await self.hub.open()
+        self._started = True
+        if self.closed:  # closed while the hub opened: aclose() did not see it started
+            await self.hub.aclose()
+            raise ClientClosedError("the client is closed")
         self.hub.watch_availability(self._availability_changed)
         self._availability_changed(available)
         last_id = "0-0"
@@ -126,6 +140,11 @@ class Cluster:
             asyncio.create_task(self._tail(last_id), name="akool-async-hub-tail"),
             asyncio.create_task(self._maintain(), name="akool-async-hub-maintain"),
         ]
+
+    @property
+    def closed(self) -> bool:
+        """True once ``aclose()`` began."""
+        return self._closed
 
     async def aclose(self) -> None:
         """Stop every task, give up the lease, and close the hub if it owns its connection."""
@@ -146,6 +165,12 @@ class Cluster:
         if self._started:
             await self.hub.aclose()
 
+    def add_poller(self, poller: Poller) -> None:
+        """Share news with (and poll for) a derived client's own poller too."""
+        self._pollers.append(poller)
+        poller.observe_pending(self)
+        poller.delegate(self._poller.delegated)
+
     def _availability_changed(self, available: bool) -> None:
         if not available:
             logger.warning(
@@ -155,7 +180,8 @@ class Cluster:
             # Redis may have lost our registrations (a restart): send them all again.
             self._reregister = True
             self._dirty.set()
-        self._poller.delegate(available)
+        for poller in self._pollers:
+            poller.delegate(available)
 
     # --- pending ids ----------------------------------------------------------------------
 
@@ -180,35 +206,53 @@ class Cluster:
         pending = self.hub.pending
         if self._reregister:
             self._reregister = False
-            self._to_register.update(dict.fromkeys(self._poller.pending_ids()))
+            for poller in self._pollers:
+                self._to_register.update(dict.fromkeys(poller.pending_ids()))
         if self._to_check:
-            checking, self._to_check = list(self._to_check), {}
+            checking = list(self._to_check)
             for video_id in checking:
                 state = await self.hub.get_state(video_id)
-                video = (
-                    None
-                    if state is None
-                    else video_from_news(video_id, state.status, state.video_url, state.raw)
-                )
-                if video is not None and video.status.is_terminal:
-                    # Some process saw it final: resolved with no API call.
-                    self._poller.update(video)
-                else:
+                self._to_check.pop(video_id, None)
+                # Some process saw it final: resolved with no API call.
+                if state is None or not self._apply(
+                    video_id, state.status, state.video_url, state.raw
+                ):
                     self._to_register[video_id] = None
         if self._to_register:
-            registering, self._to_register = list(self._to_register), {}
+            registering = list(self._to_register)
             await pending.register(registering, time.time() + self._policy.initial_delay)
+            for video_id in registering:  # kept until Redis took them (a failure retries)
+                self._to_register.pop(video_id, None)
         if self._to_unregister:
-            leaving, self._to_unregister = list(self._to_unregister), {}
+            leaving = list(self._to_unregister)
             await pending.unregister(leaving)
+            for video_id in leaving:
+                self._to_unregister.pop(video_id, None)
 
     # --- the loops ----------------------------------------------------------------------------
 
     async def _tail(self, last_id: str) -> None:
         async for event in self.hub.events(last_id=last_id):
-            video = video_from_news(event.video_id, event.status, event.video_url, event.raw)
-            if video is not None:
-                self._poller.update(video)
+            self._apply(event.video_id, event.status, event.video_url, event.raw)
+
+    def _apply(self, video_id: str, status: int, url: str | None, raw: Any) -> bool:
+        """Apply published news to every poller of this client; True when it was final."""
+        if status == GIVEN_UP:
+            why = raw.get("error") if isinstance(raw, Mapping) else None
+            error = NotFoundError(
+                f"video {video_id}: {why or 'AKOOL will not report it'}",
+                method="POST",
+                path=RESULTS_PATH,
+            )
+            for poller in self._pollers:
+                poller.give_up(video_id, error)
+            return True
+        video = video_from_news(video_id, status, url, raw)
+        if video is None:
+            return False
+        for poller in self._pollers:
+            poller.update(video)
+        return video.status.is_terminal
 
     async def _maintain(self) -> None:
         """Heartbeat, lease, registrations and, while leader, the cluster's polling."""
@@ -264,16 +308,28 @@ class Cluster:
                 "POST", RESULTS_PATH, json={"_ids": ",".join(ids)}
             )
             items = result_items(envelope)
+        except AkoolAPIError as exc:
+            if isinstance(exc, (AuthenticationError, RateLimitError, UpstreamError)):
+                await self._poll_later(ids, exc)
+            elif len(ids) > 1:
+                # One bad id must not sink the healthy ones beside it: ask for each half.
+                half = len(ids) // 2
+                await self._poll_once(ids[:half])
+                await self._poll_once(ids[half:])
+            else:
+                await self._give_up(ids[0], f"AKOOL refused to report it: {exc}")
+            return
         except AkoolError as exc:
-            logger.warning("cluster results call for %d ids failed: %s", len(ids), exc)
-            # Due again after the normal interval: nothing lost, nothing polled twice now.
-            await hub.pending.reschedule(ids, time.time() + self._policy.interval)
+            await self._poll_later(ids, exc)
             return
         final: list[str] = []
+        seen: set[str] = set()
         for item in items:
             if not isinstance(item, Mapping) or item.get("_id") not in ids:
                 continue
             video_id = item["_id"]
+            seen.add(video_id)
+            self._misses.pop(video_id, None)
             status = read_status(item.get("status"))
             if status is None:
                 continue
@@ -286,11 +342,32 @@ class Cluster:
             if status.is_terminal:
                 final.append(video_id)
                 self._published.pop(video_id, None)
+        for video_id in ids:
+            if video_id in seen:
+                continue
+            misses = self._misses[video_id] = self._misses.get(video_id, 0) + 1
+            if misses > self._policy.missing_polls:
+                await self._give_up(
+                    video_id, f"unknown to AKOOL (missing from {misses} results answers in a row)"
+                )
+                final.append(video_id)
         if final:
             await hub.pending.drop_final(final)
         rest = [i for i in ids if i not in final]
         if rest:
             await hub.pending.reschedule(rest, time.time() + self._policy.interval)
+
+    async def _poll_later(self, ids: list[str], exc: AkoolError) -> None:
+        logger.warning("cluster results call for %d ids failed: %s", len(ids), exc)
+        # Due again after the normal interval: nothing lost, nothing polled twice now.
+        await self.hub.pending.reschedule(ids, time.time() + self._policy.interval)
+
+    async def _give_up(self, video_id: str, why: str) -> None:
+        """Tell every process AKOOL will not report ``video_id``: its handles fail."""
+        self._misses.pop(video_id, None)
+        self._published.pop(video_id, None)
+        await self.hub.publish(video_id, GIVEN_UP, None, {"_id": video_id, "error": why})
+        await self.hub.pending.drop_final([video_id])
 
     # --- shared signals -------------------------------------------------------------------
 
@@ -300,8 +377,8 @@ class Cluster:
         Redis away: logged; this process still applies the news itself, and the others
         learn of it from polling.
         """
-        await self.start()
         try:
+            await self.start()
             await self.hub.publish(video.id, int(video.status), video.video_url, dict(video.raw))
         except AkoolError as exc:
             logger.warning("webhook news for video %s not shared (Redis hub: %s)", video.id, exc)

@@ -110,6 +110,8 @@ class ClientCore:
             PriceBook(catalog.find),
             shared=None if hub is None else hub.budget,
         )
+        # A live create settles within its request's life: holds older than that are stale.
+        budget.stale_after = timeout + retry.max_time
         cluster = None
         if hub is not None:
             cluster = Cluster(hub, transport=transport, poller=poller, policy=poll)
@@ -157,6 +159,8 @@ class ClientCore:
         if poll is not None:
             poller = Poller(transport, poll, waits, max_pause=transport.retry.max_retry_after)
             root._own_pollers.append(poller)
+            if self.cluster is not None:
+                self.cluster.add_poller(poller)
         return ClientCore(
             client_id=self.client_id,
             client_secret=self._client_secret,
@@ -278,7 +282,11 @@ class ClientCore:
         """
         if self.cluster is not None:
             await self.cluster.publish_news(video)
-        return self.poller.update(video)
+        root = self._root or self
+        finished = False
+        for poller in (root.poller, *root._own_pollers):
+            finished = poller.update(video) or finished
+        return finished
 
     async def download(self, video: Video, path: Path, *, overwrite: bool) -> Path:
         """Save one completed video's file (see ``AkoolClient.download``)."""

@@ -40,7 +40,7 @@ from ._errors import (
 from ._models import Video, is_video_id
 from ._polling import Poller, TaskHandle
 from ._pricing import PriceKey
-from ._requests import VideoRequest
+from ._requests import VideoRequest, check_unpriced
 from ._settings import NO_OPTIONS, USE_CLIENT_DEFAULT, RequestOptions, TimeoutArg
 from ._transport import Transport
 
@@ -204,6 +204,9 @@ class CreatePipeline:
     ) -> dict[str, Any]:
         """Send one create; from here on a failure may have been billed."""
         async with self._cluster_slot():
+            # Checked again at the last moment: aclose() may have begun while this create
+            # waited for its budget or a slot, and then no longer waits for it.
+            self._check_open()
             spend.sent = True
             gate = self._gate
             gate.in_flight += 1
@@ -263,6 +266,7 @@ class CreatePipeline:
         False holds the create back (None is returned, nothing is charged).
         """
         self._check_open()
+        check_unpriced(options.extra_body)
         await self._join_cluster()
         async with self.budget.spend(price_key(request), count) as spend:
             if ready is not None and not ready(spend.estimate):
@@ -340,6 +344,7 @@ class CreatePipeline:
             CreateOutcomeUnknownError: the request was sent but no usable answer came back.
             AkoolAPIError: AKOOL refused the create.
         """
+        check_unpriced(options.extra_body)
         async with self._slot():
             self._check_open()
             await self._join_cluster()
@@ -505,7 +510,21 @@ class CreateRun(Generic[_Tag]):
         if outcome.state is not CreateState.NOT_SENT and isinstance(outcome.error, STOPS_ALL):
             self.stop(outcome.error)
         for each in self._observers:
-            each.create_finished(outcome)
+            try:
+                each.create_finished(outcome)
+            except Exception as exc:
+                # Its ids are paid for: say them where a person will see them, and send no
+                # more creates into an observer that cannot record them.
+                ids = " ".join(h.id for h in outcome.handles) or "none"
+                logger.error(
+                    "a create observer failed (%r); this create's %s video(s): %s",
+                    exc,
+                    outcome.state.value,
+                    ids,
+                )
+                self.stop()
+                if self._bug is None:
+                    self._bug = exc
 
     async def _send(self, request: VideoRequest, count: int, tag: _Tag) -> CreateOutcome[_Tag]:
         ticket: CreateTicket[_Tag] | None = None

@@ -381,6 +381,16 @@ class Poller:
         self._notify()
         return entry.future.done()
 
+    def give_up(self, video_id: str, exc: BaseException) -> bool:
+        """Fail the handles of ``video_id`` with ``exc`` (another process learned that AKOOL
+        will not report it); True when a tracked handle finished because of it."""
+        entry = self._entries.get(video_id)
+        if entry is None:
+            return False
+        self._finish(entry, exc)
+        self._notify()
+        return True
+
     def pending_ids(self) -> list[str]:
         """The ids being polled now."""
         return list(self._entries)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -76,11 +76,38 @@ def _positive_int(_: object, a: attrs.Attribute[Any], value: object) -> None:
         raise _fail(a.name, f"must be a positive integer, got {value!r:.80}")
 
 
+#: Create fields the price depends on: never taken from ``extra_body``, or a create could cost
+#: more than ``max_credits`` checked (the budget prices the SDK's own arguments).
+PRICED_FIELDS: Final = frozenset(
+    {
+        "count",
+        "resolution",
+        "video_length",
+        "model_name",
+        "generate_audio",
+        "audio_type",
+        "is_premium_model",
+        "pre_video_id",
+    }
+)
+
+
+def check_unpriced(extra_body: Mapping[str, Any] | None) -> None:
+    """AkoolValueError when ``extra_body`` sets a field a create's price depends on."""
+    priced = sorted(PRICED_FIELDS.intersection(extra_body or ()))
+    if priced:
+        raise _fail(
+            "extra_body",
+            f"{', '.join(priced)} decide(s) the price: pass them as the method's own arguments",
+        )
+
+
 def _extra_body(value: object) -> Mapping[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise _fail("extra_body", f"must be a JSON object (str keys), got {value!r:.80}")
+    check_unpriced(value)
     try:
         # Checked now: a body that cannot be encoded must fail before anything is reserved.
         json.dumps(value)

@@ -15,7 +15,8 @@ import pytest
 from _redis_server import RedisServer, dump_namespace
 from conftest import CREATE_ARGS, FAST_POLL
 
-from akool_async import AkoolClient, BudgetExceededError, PollPolicy, RetryPolicy
+from akool_async import AkoolClient, BudgetExceededError, NotFoundError, PollPolicy, RetryPolicy
+from akool_async._client import client_core
 from akool_async.redis import HubUnavailableError, RedisHub
 from akool_async.testing import FakeAkoolServer, sign_webhook
 
@@ -256,3 +257,31 @@ async def test_max_concurrent_creates_can_be_cluster_wide(
         )
     assert 6 == server.call_count("create_batch")
     assert 1 == server.max_in_flight("create_batch")
+
+
+async def test_an_id_akool_does_not_know_fails_in_every_process(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """The leader gives up on an id AKOOL keeps leaving out; each process's handle fails."""
+    first, second = cluster(), cluster()
+    async with first, second:
+        ghost = "0123456789abcdef01234567"
+        handles = [c.image_to_video.handle(ghost) for c in (first, second)]
+        for handle in handles:
+            with pytest.raises(NotFoundError, match="unknown to AKOOL"):
+                await handle.wait(timeout=20)
+
+
+async def test_holds_that_never_settle_do_not_make_a_create_wait_forever(
+    cluster: MakeClient, server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> None:
+    """A crashed process's hold stays in Redis: a create that does not fit beside it is
+    refused after the stale time instead of waiting for it forever."""
+    async with RedisHub(redis_url, namespace=redis_namespace) as crashed:
+        assert await crashed.budget.reserve(40, 50) is not None  # never settled
+    client = cluster(max_credits=50)
+    client_core(client).budget.stale_after = 0.3
+    async with client:
+        with pytest.raises(BudgetExceededError):
+            await asyncio.wait_for(client.image_to_video.create_batch(**CREATE_ARGS), 20)
+    assert 0 == server.call_count("create_batch")

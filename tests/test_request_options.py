@@ -21,7 +21,7 @@ from akool_async import (
     VideoRequest,
     WaitTimeoutError,
 )
-from akool_async.testing import FakeAkoolServer
+from akool_async.testing import FakeAkoolServer, sign_webhook
 
 EXTRAS: dict[str, Any] = {
     "extra_headers": {"X-Trace": "t-1"},
@@ -199,3 +199,39 @@ def test_with_options_checks_its_settings() -> None:
     for bad in ({"timeout": -1}, {"wait_timeout": 0}):
         with pytest.raises(AkoolValueError):
             client.with_options(**bad)
+
+
+@pytest.mark.parametrize("field", ["count", "resolution", "video_length", "model_name"])
+async def test_extra_body_cannot_change_what_a_create_costs(
+    server: FakeAkoolServer, field: str
+) -> None:
+    """A priced field in extra_body is refused: max_credits checked the method's own
+    arguments, so the body AKOOL gets must not ask for more."""
+    async with make_client(server, max_credits=25) as client:
+        with pytest.raises(AkoolValueError, match="price"):
+            await client.image_to_video.create_batch(**CREATE_ARGS, extra_body={field: 5})
+        with pytest.raises(AkoolValueError, match="price"):
+            VideoRequest(**CREATE_ARGS, extra_body={field: 5})
+    assert 0 == server.call_count("create_batch")
+
+
+async def test_webhook_news_reaches_a_derived_clients_own_poller(server: FakeAkoolServer) -> None:
+    """A webhook the original client receives resolves a handle of ``with_options(poll=)``."""
+    slow = PollPolicy(initial_delay=600, interval=600, webhook_interval=600)
+    async with AkoolClient(
+        server.api_key, client_id=server.client_id, base_url=server.url, poll=slow
+    ) as client:
+        own = client.with_options(poll=slow)
+        batch = await own.image_to_video.create_batch(
+            **CREATE_ARGS, webhook_url="https://hooks.example/akool"
+        )
+        (video_id,) = batch.ids
+        server.complete(video_id)
+        body = sign_webhook(
+            {"_id": video_id, "status": 3, "url": server.video_url(video_id)},
+            client_id=server.client_id,
+            client_secret=server.api_key,
+        )
+        await client.webhooks.receive(body)
+        video = await batch.handles[0].wait(timeout=5)
+    assert server.video_url(video_id) == video.video_url
