@@ -106,7 +106,8 @@ class PollPolicy:
     up to ``max_slowdown`` and honours ``Retry-After``; each clean tick halves the slowdown again.
 
     The earlier default (each id polled only when due, every 5 s growing x1.5 per poll up to
-    30 s, no budget) is ``PollPolicy(fill_calls=False, max_requests_per_second=None)``.
+    30 s, no budget, no hint) is
+    ``PollPolicy(fill_calls=False, max_requests_per_second=None, learn_durations=False)``.
 
     Attributes:
         max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
@@ -120,9 +121,10 @@ class PollPolicy:
         budget_window: the window the budget is counted over, in seconds (1 s).
         fill_calls: fill every call up with pending ids that are not due (free), and poll
             every pending id each ``interval`` while the budget allows. False: only due ids.
-        learn_durations: a duration hint. The poller learns how long videos of one shape
-            (model, resolution, length) took, and polls a new video of a known shape on its own
-            only from ``0.8 *`` the quickest of them (it still rides along in calls with room).
+        learn_durations: a duration hint (on by default). The poller learns how long videos
+            of one shape (model, resolution, length) took, and polls a new video of a known
+            shape on its own only from ``0.8 *`` the quickest of them (it still rides along in
+            calls with room), leaving the budget to videos that may be done.
     """
 
     initial_delay: float = attrs.field(
@@ -148,7 +150,7 @@ class PollPolicy:
     )
     budget_window: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     fill_calls: bool = True
-    learn_durations: bool = False
+    learn_durations: bool = True
 
     def budget(self) -> tuple[int, float] | None:
         """The budget as (calls, window seconds): at most that many calls per window.
