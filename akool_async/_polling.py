@@ -460,8 +460,9 @@ class Poller:
                 quickest = self._quickest.get(entry.shape)
                 if quickest is not None and self.policy.learn_durations:
                     entry.hint_until = now + quickest * _HINT_MARGIN
-                    self._hinted += entry.hint_until > due
-                    due = max(due, entry.hint_until)
+                    if entry.hint_until > due:
+                        self._hinted += 1
+                        due = entry.hint_until
             if self._closed or self._crashed is not None:
                 _fail(entry, self._crashed or ClientClosedError("the client is closed"))
                 return TaskHandle(self, entry, request)
@@ -596,12 +597,12 @@ class Poller:
             self._next_full = now + policy.interval * self._slowdown
             if max_calls is not None and len(chunks) == max_calls:
                 # Left for later: the pending ids past their first delay that did not fit.
-                fresh_waiting = sum(
+                waiting = sum(
                     1
                     for e in self._entries.values()
                     if (e.polls > 0 and not e.webhook) or e.next_due <= horizon
                 )
-                self._thinned += max(0, fresh_waiting - sum(map(len, chunks)))
+                self._thinned += max(0, waiting - sum(map(len, chunks)))
         if not chunks:
             return
         self._ticks += 1

@@ -263,7 +263,7 @@ def main() -> None:
             # A stream: the videos are created evenly over 300 s, so later ones have history.
             for n, scale in ((200, 0.1), (2000, 0.1)):
                 for hints in (0, 1):
-                    label = "(c) new default" + (" + learn_durations" if hints else "")
+                    label = f"(c) new default, learn_durations={bool(hints)}"
                     r = run_client(fake, "new", n, scale, spread=300, hints=hints)
                     results.append((n, scale, label + ", created over 300 s", r))
         else:
