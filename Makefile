@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench bench-bulk mutation clean
+.PHONY: venv demo test lint typecheck pytest bench bench-polling bench-bulk mutation clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,9 @@ pytest: venv
 test: lint typecheck pytest
 
 bench: venv
+	$(PY) benchmarks/bench_latency.py
+
+bench-polling: venv
 	$(PY) benchmarks/bench_polling.py
 
 # Mutation testing of the budget, retry/resend and webhook modules (scripts/mutation.py).

@@ -16,6 +16,9 @@ DEFAULT_MAX_IDS_PER_POLL: Final = 50
 #: AKOOL's own demo polls every 5 s (akool-api.md §9).
 DEFAULT_POLL_INTERVAL: Final = 5.0
 DEFAULT_MAX_POLL_INTERVAL: Final = 30.0
+#: The poller's request budget: results calls per second for one client. AKOOL publishes no
+#: rate; 2/s is 10 calls per 5 s tick, i.e. 500 pending ids polled every 5 s.
+DEFAULT_POLL_REQUESTS_PER_SECOND: Final = 2.0
 #: A video id missing from this many consecutive results answers fails with NotFoundError.
 DEFAULT_MISSING_POLLS: Final = 3
 

@@ -1,9 +1,12 @@
 """The shared poller and the ``TaskHandle`` each video gets.
 
-One poller task per client asks for every pending id together: each tick sends the due ids
-in ``resultsByIds`` calls of at most ``max_ids_per_request`` ids, so N pending videos cost
-ceil(N / 50) requests per tick, never N. Ids are scheduled by age (a fresh id is checked
-soon, an old one rarely); a rate limit slows the whole poller down.
+One poller task per client asks for every pending id together: every ``interval`` a tick
+sends ``resultsByIds`` calls of at most ``max_ids_per_request`` ids, so N pending videos
+cost ceil(N / 50) requests per tick, never N. A call costs the same with 1 id or 50, so
+every call is filled with the ids polled longest ago, and the limit that matters is a
+request budget (calls per second): when ceil(N / 50) calls do not fit it, fresh ids go
+first and the oldest are thinned out. ``plan_calls`` is that decision, in one place; a rate
+limit slows the whole poller down.
 
 Failure never hangs a waiter: a permanent error (bad credentials) fails every waiting
 handle, and if the poller itself dies every waiting handle receives that exception and
@@ -13,11 +16,12 @@ handle, and if the poller itself dies every waiting handle receives that excepti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
@@ -48,6 +52,9 @@ _EARLY_NEWS_LIMIT: Final = 1024
 _IN_PROGRESS: Final = frozenset({VideoStatus.QUEUEING.value, VideoStatus.PROCESSING.value})
 #: Errors after which the ids stay pending and polling backs off.
 _TRANSIENT: Final = (AkoolConnectionError, UpstreamError, RateLimitError, AkoolResponseError)
+#: A duration hint puts a video's own first poll off to this fraction of the quickest video of
+#: its shape seen so far: durations vary, and a late first poll costs the user latency.
+_HINT_MARGIN: Final = 0.8
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +73,8 @@ class PollerStatistics:
         slowdown: the current delay multiplier (1.0 when not rate limited).
         unknown_statuses: results items seen with a status other than 1-4 (each such video
             stays pending, with one warning per id, until its wait deadline).
+        thinned: id-polls a tick left for later because the request budget was the limit.
+        hinted: videos whose own first poll a duration hint put off (``learn_durations``).
     """
 
     pending: int
@@ -78,6 +87,8 @@ class PollerStatistics:
     rate_limited: int
     slowdown: float
     unknown_statuses: int = 0
+    thinned: int = 0
+    hinted: int = 0
 
     @property
     def mean_ids_per_request(self) -> float:
@@ -85,23 +96,142 @@ class PollerStatistics:
         return self.ids_polled / self.requests if self.requests else 0.0
 
 
+class Schedulable(Protocol):
+    """What ``plan_calls`` reads of a pending id (times on one monotonic clock)."""
+
+    #: Results answers seen for it so far (0: never polled, a fresh id).
+    polls: int
+    #: When it is due on its own: first poll, then growing by age (``PollPolicy.delay``).
+    next_due: float
+    #: When the poller last had news of it (tracked or polled): "polled longest ago" order.
+    last_seen: float
+    #: A webhook reports it: polling is only the backstop.
+    webhook: bool
+    #: A duration hint says it cannot plausibly be done before then (0.0: no hint).
+    hint_until: float
+
+
+_S = TypeVar("_S", bound=Schedulable)
+
+
+def plan_calls(
+    entries: Iterable[_S],
+    *,
+    horizon: float,
+    full: bool,
+    fill: bool,
+    max_calls: int | None,
+    ids_per_call: int,
+) -> list[list[_S]]:
+    """Which ids to poll now, as results calls of at most ``ids_per_call`` ids each.
+
+    Fresh ids due by ``horizon`` (never polled, past their initial delay) go first, then
+    webhook ids due for their backstop poll: these alone decide the calls of a tick that is
+    not ``full``. A ``full`` tick (one per interval) also polls every other id past its
+    initial delay. Beyond ``max_calls`` (the budget) the oldest are thinned out: ids due again
+    by their age schedule first, most overdue first, then those polled longest ago. With
+    ``fill``, room left in the last call is filled with whatever was polled longest ago
+    (free: a call costs the same with 1 id or 50). Without ``fill``, only due ids are polled
+    (the earlier default).
+    """
+    must: list[_S] = []
+    overdue: list[_S] = []
+    regular: list[_S] = []
+    riders: list[_S] = []
+    for entry in entries:
+        ready = entry.hint_until <= horizon
+        due = ready and entry.next_due <= horizon
+        if not fill or entry.polls == 0 or entry.webhook:
+            (must if due else riders).append(entry)
+        elif not ready:
+            riders.append(entry)
+        else:
+            (overdue if due else regular).append(entry)
+    # Fresh ids first, so thousands of old ids never starve a new one.
+    must.sort(key=lambda e: (e.polls != 0, e.next_due))
+    overdue.sort(key=lambda e: e.next_due)
+    regular.sort(key=lambda e: e.last_seen)
+    wanted = len(must) + (len(overdue) + len(regular) if full else 0)
+    calls = math.ceil(wanted / ids_per_call)
+    if max_calls is not None:
+        calls = min(calls, max_calls)
+    order = must + overdue + regular
+    if fill:
+        riders.sort(key=lambda e: e.last_seen)
+        order += riders
+    picked = order[: calls * ids_per_call]
+    return [picked[i : i + ids_per_call] for i in range(0, len(picked), ids_per_call)]
+
+
+def next_wake(entries: Iterable[Schedulable], *, fill: bool, next_full: float) -> float:
+    """When the next tick is wanted: a fresh or webhook id's due time, or the next full tick.
+
+    With ``fill``, ids already polled are polled by full ticks (every interval), so only
+    fresh and webhook ids wake the poller early; ``math.inf`` when nothing is pending.
+    """
+    wake = math.inf
+    cadence = False
+    for entry in entries:
+        if fill and entry.polls > 0 and not entry.webhook:
+            cadence = True
+        else:
+            wake = min(wake, max(entry.next_due, entry.hint_until))
+    return min(wake, next_full) if cadence else wake
+
+
+class _CallBudget:
+    """At most ``calls`` results calls per ``window`` seconds, counted from each answer.
+
+    Counting from the answer rather than the send means the server sees the budget kept
+    whatever the network or a busy CPU does to the timing: the next call of a slot starts
+    only ``window`` after the server has finished with the previous one.
+    """
+
+    def __init__(self, policy: PollPolicy) -> None:
+        budget = policy.budget()
+        self._window = budget[1] if budget else 0.0
+        self._slots = asyncio.Semaphore(budget[0]) if budget else None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, stretch: Callable[[], float]) -> AsyncIterator[None]:
+        """Hold one call's slot; it frees ``window * stretch()`` seconds after the call."""
+        slots = self._slots
+        if slots is None:
+            yield
+            return
+        await slots.acquire()
+        try:
+            yield
+        finally:
+            asyncio.get_running_loop().call_later(self._window * stretch(), slots.release)
+
+
 class _Entry:
     """What the poller knows about one id. Handles for the same id share one entry."""
 
     __slots__ = (
         "future",
+        "hint_until",
         "id",
+        "last_seen",
         "missing",
         "next_due",
         "odd_status_seen",
         "polls",
+        "shape",
         "status",
+        "tracked_at",
         "video",
         "webhook",
     )
 
     def __init__(
-        self, video_id: str, future: asyncio.Future[Video], due: float, webhook: bool
+        self,
+        video_id: str,
+        future: asyncio.Future[Video],
+        now: float,
+        due: float,
+        webhook: bool,
     ) -> None:
         self.id = video_id
         self.webhook = webhook
@@ -112,6 +242,10 @@ class _Entry:
         self.missing = 0
         self.next_due = due
         self.odd_status_seen = False
+        self.tracked_at = now
+        self.last_seen = now
+        self.hint_until = 0.0
+        self.shape: tuple[str | None, str, int] | None = None
 
 
 class TaskHandle:
@@ -287,6 +421,12 @@ class Poller:
         self._failed_requests = 0
         self._rate_limited = 0
         self._unknown_statuses = 0
+        self._thinned = 0
+        self._hinted = 0
+        self._budget = _CallBudget(policy)
+        self._next_full = 0.0
+        #: The quickest video seen per shape (model, resolution, length), in seconds.
+        self._quickest: dict[tuple[str | None, str, int], float] = {}
         self._listeners: list[Callable[[], None]] = []
         self._early: dict[str, Video] = {}
         self._delegated = False
@@ -344,9 +484,18 @@ class Poller:
         entry = self._entries.get(video_id)
         if entry is None:
             loop = asyncio.get_running_loop()
-            due = loop.time() + self.policy.delay(0, webhook=webhook)
-            entry = _Entry(video_id, loop.create_future(), due, webhook)
+            now = loop.time()
+            due = now + self.policy.delay(0, webhook=webhook)
+            entry = _Entry(video_id, loop.create_future(), now, due, webhook)
             entry.status = status
+            if request is not None:
+                entry.shape = (request.model_name, request.resolution, request.video_length)
+                quickest = self._quickest.get(entry.shape)
+                if quickest is not None and self.policy.learn_durations:
+                    entry.hint_until = now + quickest * _HINT_MARGIN
+                    if entry.hint_until > due:
+                        self._hinted += 1
+                        due = entry.hint_until
             if self._closed or self._crashed is not None:
                 _fail(entry, self._crashed or ClientClosedError("the client is closed"))
                 return TaskHandle(entry, request, seconds)
@@ -408,6 +557,8 @@ class Poller:
             rate_limited=self._rate_limited,
             slowdown=self._slowdown,
             unknown_statuses=self._unknown_statuses,
+            thinned=self._thinned,
+            hinted=self._hinted,
         )
 
     async def aclose(self) -> None:
@@ -441,7 +592,9 @@ class Poller:
                     await self._wakeup.wait()
                     continue
                 now = loop.time()
-                start = max(min(e.next_due for e in self._entries.values()), self._not_before)
+                fill = self.policy.fill_calls
+                wake = next_wake(self._entries.values(), fill=fill, next_full=self._next_full)
+                start = max(wake, self._not_before)
                 if start > now:
                     self._planned_wake = start
                     self._wakeup.clear()
@@ -471,10 +624,32 @@ class Poller:
                 logger.exception("a poller listener failed while the crash was reported")
 
     async def _tick(self, now: float) -> None:
-        horizon = now + self.policy.interval / 2
-        due = [e for e in self._entries.values() if e.next_due <= horizon]
-        size = self.policy.max_ids_per_request
-        chunks = [due[i : i + size] for i in range(0, len(due), size)]
+        policy = self.policy
+        # Ids due within half an interval join this tick, so ids created close together
+        # share requests; a full tick is pulled forward by as much.
+        horizon = now + policy.interval / 2
+        full = policy.fill_calls and self._next_full <= horizon
+        max_calls = policy.calls_per_tick()
+        chunks = plan_calls(
+            self._entries.values(),
+            horizon=horizon,
+            full=full,
+            fill=policy.fill_calls,
+            max_calls=max_calls,
+            ids_per_call=policy.max_ids_per_request,
+        )
+        if full:
+            self._next_full = now + policy.interval * self._slowdown
+            if max_calls is not None and len(chunks) == max_calls:
+                # Left for later: the pending ids past their first delay that did not fit.
+                waiting = sum(
+                    1
+                    for e in self._entries.values()
+                    if (e.polls > 0 and not e.webhook) or e.next_due <= horizon
+                )
+                self._thinned += max(0, waiting - sum(map(len, chunks)))
+        if not chunks:
+            return
         self._ticks += 1
         requests_before = self._requests
         rate_limited_before = self._rate_limited
@@ -524,8 +699,8 @@ class Poller:
         self, chunk: list[_Entry], limit: asyncio.Semaphore, tick: float
     ) -> AkoolAPIError | None:
         """One results call for ``chunk``; returns AKOOL's refusal of the whole request."""
-        async with limit:
-            # An entry may have finished (webhook) while this chunk waited for the semaphore.
+        async with limit, self._budget.slot(lambda: self._slowdown):
+            # An entry may have finished (webhook) while this chunk waited for its turn.
             chunk = [e for e in chunk if not e.future.done()]
             if not chunk:
                 return None
@@ -613,13 +788,29 @@ class Poller:
         entry.status = video.status
         entry.video = video
         if video.status.is_terminal:
+            if video.status is VideoStatus.COMPLETED:
+                self._learn(entry, video, now)
             self._forget(entry)
             _resolve(entry, video)
         else:
             self._reschedule(entry, now)
 
+    def _learn(self, entry: _Entry, video: Video, now: float) -> None:
+        """Remember how long a video of this shape took (the duration hint)."""
+        if entry.shape is None:
+            return
+        if video.create_time is not None and video.update_time is not None:
+            # AKOOL's own clock: free of our polling lag.
+            took = (video.update_time - video.create_time) / 1000
+        else:
+            took = now - entry.tracked_at
+        if took > 0:
+            known = self._quickest.get(entry.shape, math.inf)
+            self._quickest[entry.shape] = min(known, took)
+
     def _reschedule(self, entry: _Entry, now: float) -> None:
         entry.polls += 1
+        entry.last_seen = now
         entry.next_due = (
             now + self.policy.delay(entry.polls, webhook=entry.webhook) * self._slowdown
         )

@@ -19,6 +19,7 @@ from ._constants import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_MISSING_POLLS,
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_POLL_REQUESTS_PER_SECOND,
 )
 from ._errors import AkoolValueError
 
@@ -84,23 +85,48 @@ class RetryPolicy:
             return self.max_wait
 
 
+def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"'{attribute.name}' must be > 0 or None: {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class PollPolicy:
     """How the shared poller schedules ``resultsByIds`` calls.
 
-    An id is first polled ``initial_delay`` seconds after it is tracked, then after
-    ``interval``, growing by ``multiplier`` per poll up to ``max_interval`` (ids are checked
-    less often as they age). Ids due within half an ``interval`` of a tick join it, so ids
-    created close together share requests. A rate limit (code 1005, HTTP 429) multiplies every
-    delay by up to ``max_slowdown`` and honours ``Retry-After``; each clean tick halves the
-    slowdown again.
+    A results call costs the same with 1 id or 50, so the poller spends a request budget
+    rather than a number of polls per id. Every ``interval`` a tick polls every pending id
+    (ceil(N / ``max_ids_per_request``) calls), as long as that fits ``max_requests_per_second``;
+    each call is filled up with the ids polled longest ago, due or not. An id is first polled
+    ``initial_delay`` seconds after it is tracked (in the first tick after that, however many
+    older ids are pending). When the budget is the limit, the oldest ids are thinned out: each
+    id counts as due again after ``interval``, growing by ``multiplier`` per poll up to
+    ``max_interval``, and due ids go first. Ids created with a webhook are polled only every
+    ``webhook_interval`` on their own, but ride along free in any call with room.
+
+    A rate limit (code 1005, HTTP 429) multiplies the tick interval and the budget's window by
+    up to ``max_slowdown`` and honours ``Retry-After``; each clean tick halves the slowdown again.
+
+    The earlier default (each id polled only when due, every 5 s growing x1.5 per poll up to
+    30 s, no budget, no hint) is
+    ``PollPolicy(fill_calls=False, max_requests_per_second=None, learn_durations=False)``.
 
     Attributes:
         max_ids_per_request: ids per ``resultsByIds`` call (AKOOL publishes no limit).
-        max_concurrent_requests: results calls in flight at once within one tick (10: with
-            AKOOL's round trip, 10,000 pending ids = 200 calls must fit in one interval).
+        max_concurrent_requests: results calls in flight at once within one tick.
         missing_polls: consecutive answers an id may be missing from before NotFoundError.
         jitter: each sleep is shortened by up to this fraction, so clients do not synchronise.
+        max_requests_per_second: the budget: results calls per second for the whole client
+            (2 by default; ``None`` for no budget). At most ``max(1, floor(rate * budget_window))``
+            calls start within any ``budget_window`` seconds, counted from each call's answer,
+            so the server never sees more, whatever the network does to the timing.
+        budget_window: the window the budget is counted over, in seconds (1 s).
+        fill_calls: fill every call up with pending ids that are not due (free), and poll
+            every pending id each ``interval`` while the budget allows. False: only due ids.
+        learn_durations: a duration hint (on by default). The poller learns how long videos
+            of one shape (model, resolution, length) took, and polls a new video of a known
+            shape on its own only from ``0.8 *`` the quickest of them (it still rides along in
+            calls with room), leaving the budget to videos that may be done.
     """
 
     initial_delay: float = attrs.field(
@@ -121,6 +147,32 @@ class PollPolicy:
     )
     max_slowdown: float = attrs.field(default=8.0, validator=attrs.validators.ge(1))
     webhook_interval: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    max_requests_per_second: float | None = attrs.field(
+        default=DEFAULT_POLL_REQUESTS_PER_SECOND, validator=_positive_or_none
+    )
+    budget_window: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    fill_calls: bool = True
+    learn_durations: bool = True
+
+    def budget(self) -> tuple[int, float] | None:
+        """The budget as (calls, window seconds): at most that many calls per window.
+
+        ``None`` when there is no budget. A fractional rate rounds the calls down (never
+        up), and a rate below one call per window widens the window instead.
+        """
+        rate = self.max_requests_per_second
+        if rate is None:
+            return None
+        calls = max(1, math.floor(rate * self.budget_window))
+        return calls, max(self.budget_window, calls / rate)
+
+    def calls_per_tick(self) -> int | None:
+        """How many results calls one ``interval`` can afford (None: no budget)."""
+        budget = self.budget()
+        if budget is None:
+            return None
+        calls, window = budget
+        return max(1, math.floor(calls * self.interval / window + 1e-9))
 
     def delay(self, polls: int, *, webhook: bool = False) -> float:
         """Seconds until the next poll of an id already polled ``polls`` times.

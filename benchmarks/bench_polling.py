@@ -1,6 +1,7 @@
 """Shared poller vs naive per-video polling, side by side, against the fake AKOOL server.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/bench_polling.py --sizes 100,1000,10000``).
+Run: ``make bench-polling``
+(or ``.venv/bin/python benchmarks/bench_polling.py --sizes 100,1000,10000``).
 
 The fake server runs in its own process so its CPU is not counted as ours; each
 (mode, N) run is a fresh client process so peak RSS belongs to that run alone. For each N,
@@ -83,6 +84,9 @@ async def run_ours(
         initial_delay=interval,
         interval=interval,
         max_interval=interval * (3 if adaptive else 1),
+        # Batching alone: no request budget, and only due ids polled (the earlier default).
+        max_requests_per_second=None,
+        fill_calls=False,
     )
     async with AkoolClient(key, base_url=url, poll=policy, wait_timeout=600) as client:
         await client.account.credits()  # open the session before the baseline RSS

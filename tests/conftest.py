@@ -18,8 +18,16 @@ from aiohttp import web
 from akool_async import AkoolClient, PollPolicy, RetryPolicy
 from akool_async.testing import FakeAkoolServer
 
-#: Poll quickly: the fake finishes a video in about a quarter of a second.
-FAST_POLL = PollPolicy(initial_delay=0.02, interval=0.02, max_interval=0.1, jitter=0.0)
+#: Poll quickly: the fake finishes a video in about a quarter of a second. Time runs 250x
+#: faster than the defaults (5 s interval, 2 calls per second), the budget too.
+FAST_POLL = PollPolicy(
+    initial_delay=0.02,
+    interval=0.02,
+    max_interval=0.1,
+    jitter=0.0,
+    max_requests_per_second=500,
+    budget_window=0.004,
+)
 
 
 @pytest.fixture

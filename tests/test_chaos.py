@@ -38,7 +38,12 @@ RESENDABLE = {FaultKind.HTTP_429, FaultKind.CODE_1005}
 MAX_ATTEMPTS = 4
 #: Small results requests, polled often, so results calls are many and meet every fault.
 POLL = PollPolicy(
-    initial_delay=0.05, interval=0.05, max_interval=0.1, jitter=0.0, max_ids_per_request=10
+    initial_delay=0.05,
+    interval=0.05,
+    max_interval=0.1,
+    jitter=0.0,
+    max_ids_per_request=10,
+    max_requests_per_second=None,
 )
 
 

@@ -44,7 +44,12 @@ RETRY = RetryPolicy(
     max_attempts=2, initial_wait=0.0, max_wait=0.0, max_time=1, max_retry_after=0.01
 )
 POLL = PollPolicy(
-    initial_delay=0.0, interval=0.001, max_interval=0.002, jitter=0.0, missing_polls=1
+    initial_delay=0.0,
+    interval=0.001,
+    max_interval=0.002,
+    jitter=0.0,
+    missing_polls=1,
+    max_requests_per_second=None,
 )
 VIDEO_ID = "65f0c0ffee0123456789abcd"
 T = TypeVar("T")

@@ -222,7 +222,9 @@ async def test_as_completed_deadline(server: FakeAkoolServer) -> None:
 async def test_statistics_count_ceil_n_over_50_requests_per_tick(server: FakeAkoolServer) -> None:
     """120 pending ids cost 3 results calls in a tick, each with at most 50 ids."""
     server.queue_seconds = 0.3
-    policy = PollPolicy(initial_delay=0.1, interval=0.1, max_interval=0.1, jitter=0.0)
+    policy = PollPolicy(
+        initial_delay=0.1, interval=0.1, max_interval=0.1, jitter=0.0, max_requests_per_second=None
+    )
     async with AkoolClient(server.api_key, base_url=server.url, poll=policy) as client:
         handles = await client.image_to_video.generate_many([request(120)])
         await client.wait_all(handles, timeout=10)
