@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench bench-polling bench-bulk mutation clean
+.PHONY: venv demo test lint typecheck pytest bench bench-polling bench-bulk bench-cluster mutation clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ mutation: venv
 
 bench-bulk: venv
 	$(PY) benchmarks/bench_bulk.py --videos 2000 --workers 1,3
+
+# K = 1, 4, 16 processes sharing 2,000 pending videos, with the Redis hub and without (~3 min).
+bench-cluster: venv
+	$(PY) benchmarks/bench_cluster.py --videos 2000 --processes 1,4,16 --seconds 5 --samples 200
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache mutants

@@ -295,7 +295,14 @@ class Cluster:
         if slowed is not None:
             return max(0.0, slowed - time.time())
         while hub.leader.is_leader:
-            ids = await hub.pending.take_due(limit=policy.max_ids_per_request, claim=_CLAIM_SECONDS)
+            # Ids due within half an interval join this tick (as in the local poller): ids
+            # rescheduled at the end of the last tick are due a little after the next one
+            # starts, and without this they would be polled every other tick only.
+            ids = await hub.pending.take_due(
+                now=time.time() + policy.interval / 2,
+                limit=policy.max_ids_per_request,
+                claim=_CLAIM_SECONDS,
+            )
             if not ids:
                 break
             await self._poll_once(ids)
