@@ -99,6 +99,8 @@ class Cluster:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._to_check: dict[str, None] = {}
         self._to_register: dict[str, None] = {}
+        #: Pending ids a webhook reports: registered with the webhook backstop's cadence.
+        self._webhook_ids: dict[str, None] = {}
         self._to_unregister: dict[str, None] = {}
         self._dirty = asyncio.Event()
         self._reregister = False
@@ -185,8 +187,10 @@ class Cluster:
 
     # --- pending ids ----------------------------------------------------------------------
 
-    def pending_added(self, video_id: str, status: VideoStatus | None) -> None:
+    def pending_added(self, video_id: str, status: VideoStatus | None, webhook: bool) -> None:
         """Register a new pending id (a re-attached one is looked up in Redis first)."""
+        if webhook:
+            self._webhook_ids[video_id] = None
         if status is None:
             self._to_check[video_id] = None
         else:
@@ -198,6 +202,7 @@ class Cluster:
         """Tell Redis this process no longer waits for ``video_id``."""
         self._to_check.pop(video_id, None)
         self._to_register.pop(video_id, None)
+        self._webhook_ids.pop(video_id, None)
         self._to_unregister[video_id] = None
         self._dirty.set()
 
@@ -220,7 +225,15 @@ class Cluster:
                     self._to_register[video_id] = None
         if self._to_register:
             registering = list(self._to_register)
-            await pending.register(registering, time.time() + self._policy.initial_delay)
+            hooked = [i for i in registering if i in self._webhook_ids]
+            polled = [i for i in registering if i not in self._webhook_ids]
+            policy = self._policy
+            now = time.time()
+            if polled:
+                await pending.register(polled, now + policy.delay(0))
+            if hooked:
+                await pending.register(hooked, now + policy.delay(0, webhook=True))
+                await pending.set_cadence(hooked, policy.webhook_interval)
             for video_id in registering:  # kept until Redis took them (a failure retries)
                 self._to_register.pop(video_id, None)
         if self._to_unregister:
@@ -362,7 +375,16 @@ class Cluster:
             await hub.pending.drop_final(final)
         rest = [i for i in ids if i not in final]
         if rest:
-            await hub.pending.reschedule(rest, time.time() + self._policy.interval)
+            await self._reschedule(rest)
+
+    async def _reschedule(self, ids: list[str]) -> None:
+        """Due again after the interval, or after an id's own (slower) webhook cadence."""
+        now, interval = time.time(), self._policy.interval
+        by_due: dict[float, list[str]] = {}
+        for video_id, cadence in zip(ids, await self.hub.pending.cadences(ids), strict=True):
+            by_due.setdefault(now + max(interval, cadence or 0.0), []).append(video_id)
+        for due, group in by_due.items():
+            await self.hub.pending.reschedule(group, due)
 
     async def _poll_later(self, ids: list[str], exc: AkoolError) -> None:
         logger.warning("cluster results call for %d ids failed: %s", len(ids), exc)

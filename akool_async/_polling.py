@@ -381,8 +381,9 @@ def _fail(entry: _Entry, exc: BaseException) -> None:
 class PendingObserver(Protocol):
     """Told when an id starts or stops being pending (a cluster registers them in Redis)."""
 
-    def pending_added(self, video_id: str, status: VideoStatus | None) -> None:
-        """``video_id`` is now pending (``status``: known from a create answer, or None)."""
+    def pending_added(self, video_id: str, status: VideoStatus | None, webhook: bool) -> None:
+        """``video_id`` is now pending (``status``: known from a create answer, or None;
+        ``webhook``: a webhook reports it, so polling is its backstop only)."""
 
     def pending_removed(self, video_id: str) -> None:
         """``video_id`` finished or was given up."""
@@ -501,7 +502,7 @@ class Poller:
                 return TaskHandle(entry, request, seconds)
             self._entries[video_id] = entry
             for observer in self._membership:
-                observer.pending_added(entry.id, entry.status)
+                observer.pending_added(entry.id, entry.status, entry.webhook)
             early = self._early.pop(video_id, None)
             if early is not None:
                 self._apply(entry, early, loop.time())

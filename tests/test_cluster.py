@@ -285,3 +285,23 @@ async def test_holds_that_never_settle_do_not_make_a_create_wait_forever(
         with pytest.raises(BudgetExceededError):
             await asyncio.wait_for(client.image_to_video.create_batch(**CREATE_ARGS), 20)
     assert 0 == server.call_count("create_batch")
+
+
+async def test_webhook_ids_keep_their_slow_backstop_cadence_in_the_cluster(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """The leader polls an id a webhook reports at ``webhook_interval``, not every tick."""
+    server.queue_seconds = 3600.0
+    policy = PollPolicy(initial_delay=0.02, interval=0.05, webhook_interval=600, jitter=0.0)
+    client = cluster(poll=policy)
+    async with client:
+        hooked = await client.image_to_video.create_batch(
+            **CREATE_ARGS, webhook_url="https://hooks.example/akool"
+        )
+        plain = await client.image_to_video.create_batch(**CREATE_ARGS)
+
+        def polled(video_id: str) -> int:
+            return sum(video_id in c.body["_ids"].split(",") for c in server.calls("results"))
+
+        await server.wait_until(lambda: polled(plain.ids[0]) >= 3, timeout=20)
+        assert 0 == polled(hooked.ids[0])

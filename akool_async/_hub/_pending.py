@@ -46,6 +46,7 @@ class PendingRegistry:
         self.pending_key = connection.key("pending")
         self.waiters_key = connection.key("waiters")
         self.procs_key = connection.key("procs")
+        self.cadence_key = connection.key("cadence")
         self.own_key = self.ids_key(process_id)
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -140,6 +141,25 @@ class PendingRegistry:
             return
         with self.connection.guard("drop final ids") as client:
             await client.zrem(self.pending_key, *batch)
+            await client.hdel(self.cadence_key, *batch)
+
+    async def set_cadence(self, ids: Iterable[str], seconds: float) -> None:
+        """Poll ``ids`` at most every ``seconds`` (ids a webhook reports: polling is their
+        backstop only)."""
+        batch = _ids(ids)
+        if not batch:
+            return
+        with self.connection.guard("set cadence") as client:
+            await client.hset(self.cadence_key, mapping=dict.fromkeys(batch, repr(seconds)))
+            await client.pexpire(self.cadence_key, _KEY_TTL_MS)
+
+    async def cadences(self, ids: Sequence[str]) -> list[float | None]:
+        """The cadence set for each id (``None``: the leader's own interval)."""
+        if not ids:
+            return []
+        with self.connection.guard("read cadence") as client:
+            values = await client.hmget(self.cadence_key, list(ids))
+        return [None if v is None else float(text(v)) for v in values]
 
     async def reap_orphans(self) -> int:
         """Forget processes whose heartbeat ran out, and ids only they waited for.
