@@ -41,6 +41,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_transport_edges.py",
             "tests/test_errors.py",
             "tests/test_auth.py",
+            "tests/test_downloads.py",
+            "tests/test_request_options.py",
         ),
     ),
     # Webhook verify, decrypt, parse, and the envelope builder.
