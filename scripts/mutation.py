@@ -30,7 +30,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # The max_credits guard: estimate, reserve, settle.
     "budget": (
         "akool_async/_budget.py",
-        ("tests/test_budget.py", "tests/test_budget_guard.py"),
+        ("tests/test_budget.py", "tests/test_budget_guard.py", "tests/test_shared_budget.py"),
     ),
     # Retries, the create-resend rule, Retry-After, error mapping.
     "transport": (
