@@ -43,6 +43,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_auth.py",
             "tests/test_downloads.py",
             "tests/test_request_options.py",
+            "tests/test_transport_context.py",
         ),
     ),
     # Webhook verify, decrypt, parse, and the envelope builder.
