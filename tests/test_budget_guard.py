@@ -21,6 +21,7 @@ from akool_async import (
     BudgetExceededError,
     CreateOutcomeUnknownError,
     RetryPolicy,
+    VideoRequest,
 )
 from akool_async.testing import FakeAkoolServer
 
@@ -283,3 +284,32 @@ async def test_a_create_failing_after_its_answer_named_videos_is_charged(
 
     assert sorted(caught.value.video_ids) == sorted(server.videos)
     assert 2 * FALLBACK_5S == charged
+
+
+async def test_a_create_held_back_after_its_run_stopped_costs_nothing(
+    server: FakeAkoolServer,
+) -> None:
+    """generate_many: the second create waits for budget while the first is in flight; AKOOL
+    refuses the first for lack of credit, which stops the run, so the second never leaves.
+    Neither costs anything."""
+    server.credit = 0
+    async with capped(server.url, server.api_key, 100) as client:
+        # Each estimated 60: the second fits only once the first has settled.
+        requests = [VideoRequest(**THIRD_PARTY_ARGS) for _ in range(2)]
+        generation = client.image_to_video.generate_many(requests)
+        await generation
+        charged = client.credits_charged
+
+    assert (0.0, 1, 2) == (charged, server.call_count("create_batch"), len(generation.failures))
+
+
+async def test_generate_audio_is_priced_with_the_model_list_multiplier(broke: AkoolClient) -> None:
+    """Once the model list is known, the cap's estimate of generate_audio uses the model's own
+    multiplier (x1.5 for AkoolImage2VideoHDV1), not the fallback x2."""
+    i2v = broke.image_to_video
+    args = {**CREATE_ARGS, "model_name": "AkoolImage2VideoHDV1", "generate_audio": True}
+    before = await refused_estimate(i2v.create_batch(**args))
+    await broke.models.list()
+    after = await refused_estimate(i2v.create_batch(**args))
+
+    assert (2 * PRICE_720P_5S, 1.5 * PRICE_720P_5S) == (before, after)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from _redis_server import free_port
+from _redis_server import RedisServer, free_port
 from conftest import CREATE_ARGS, FAST_POLL
 
 from akool_async import (
@@ -126,7 +127,7 @@ async def test_a_create_with_unknown_outcome_keeps_its_estimate_charged(
         error.reserved,
         error.estimate,
     )
-    assert "shared by every process" in str(error)
+    assert str(error).endswith("shared by every process (60 charged so far); not sent")
     assert (1, 1) == (server.call_count("create_batch"), server.created_count)
 
 
@@ -181,3 +182,24 @@ async def test_unreachable_redis_without_a_cap_still_creates(server: FakeAkoolSe
         await client.image_to_video.create_batch(**CREATE_ARGS)
 
     assert 1 == server.call_count("create_batch")
+
+
+async def test_a_settlement_redis_missed_is_logged_with_its_cost(
+    server: FakeAkoolServer,
+    make_redis_server: Callable[..., RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis gone between a create's hold and its answer: the create still succeeds, and the
+    settlement that could not be written is logged with what the create cost."""
+    redis_server = make_redis_server()
+    with server.holding("create_batch"):
+        async with process(server, redis_server.url, "lost", 100) as client:
+            create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+            await server.wait_for_calls("create_batch")
+            redis_server.kill()
+            server.release("create_batch")
+            await create
+
+    settle = [r.getMessage() for r in caplog.records if "could not settle" in r.getMessage()]
+    assert 1 == len(settle), settle
+    assert re.fullmatch(r"could not settle 20 credits in the shared budget: .+", settle[0])
