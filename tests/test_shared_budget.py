@@ -202,4 +202,6 @@ async def test_a_settlement_redis_missed_is_logged_with_its_cost(
 
     settle = [r.getMessage() for r in caplog.records if "could not settle" in r.getMessage()]
     assert 1 == len(settle), settle
-    assert re.fullmatch(r"could not settle 20 credits in the shared budget: .+", settle[0])
+    assert re.fullmatch(
+        r"could not settle 20 credits in the shared budget: Redis hub .* failed: .+", settle[0]
+    ), settle[0]
