@@ -312,8 +312,11 @@ async def test_a_retry_after_past_what_is_left_of_max_time_gives_up(
     assert 2 == server.call_count("credits")
 
 
-async def test_a_download_is_not_bound_by_max_time(server: FakeAkoolServer, tmp_path: Path) -> None:
-    """Downloads retry by max_attempts only: a Retry-After longer than max_time is waited."""
+async def test_a_download_is_not_bound_by_max_time(
+    server: FakeAkoolServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Downloads retry by max_attempts only: a Retry-After longer than max_time is waited.
+    Each retry is logged naming the video."""
     policy = RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=0.01, max_time=0.05)
     async with AkoolClient(
         server.api_key, base_url=server.url, poll=FAST_POLL, retry=policy
@@ -326,6 +329,9 @@ async def test_a_download_is_not_bound_by_max_time(server: FakeAkoolServer, tmp_
 
     assert video_bytes(video.id) == path.read_bytes()
     assert 3 == server.call_count("download")
+    retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert 2 == len(retries), retries
+    assert all(m.startswith(f"retrying download of video {video.id} (") for m in retries)
 
 
 async def test_a_truncated_download_reports_the_announced_length(
