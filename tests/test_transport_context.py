@@ -301,10 +301,10 @@ async def test_requests_keep_the_client_connect_timeout() -> None:
 async def test_a_retry_after_past_what_is_left_of_max_time_gives_up(
     server: FakeAkoolServer,
 ) -> None:
-    """A 1 s Retry-After fits the first time (1.8 s left) but not the second (at most 0.8 s
-    left): the read gives up after two attempts instead of waiting past max_time."""
-    server.inject("credits", *[Fault(FaultKind.HTTP_429, retry_after=1.0)] * 3)
-    policy = RetryPolicy(max_attempts=5, initial_wait=0.001, max_wait=0.01, max_time=1.8)
+    """A 1.5 s Retry-After fits the first time (up to 2.5 s left) but not the second (at most
+    1 s left): the read gives up after two attempts instead of waiting past max_time."""
+    server.inject("credits", *[Fault(FaultKind.HTTP_429, retry_after=1.5)] * 3)
+    policy = RetryPolicy(max_attempts=5, initial_wait=0.001, max_wait=0.01, max_time=2.5)
     async with AkoolClient(server.api_key, base_url=server.url, retry=policy) as client:
         with pytest.raises(RateLimitError):
             await client.account.credits()
