@@ -37,7 +37,7 @@ bench-polling: venv
 	$(PY) benchmarks/bench_polling.py
 
 # Mutation testing of the budget, retry/resend and webhook modules (scripts/mutation.py).
-# Not part of `make test`: about 15 minutes on 2 CPUs. mutmut comes from the `mutation` extra.
+# Not part of `make test`: about 11 minutes on 2 CPUs. mutmut comes from the `mutation` extra.
 mutation: venv
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutation]'
 	$(PY) scripts/mutation.py

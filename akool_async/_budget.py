@@ -191,7 +191,8 @@ class CreditBudget:
             self._settle(spend, self._cost_on_error(spend, exc))
             raise
         else:
-            self._settle(spend, self._cost(spend))
+            # A create held back before it left (a stopped run) cost nothing.
+            self._settle(spend, self._cost(spend) if spend.sent else 0.0)
 
     def _cost_on_error(self, spend: Spend, exc: BaseException) -> float:
         """What a create that raised ``exc`` may have cost."""

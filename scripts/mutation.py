@@ -30,7 +30,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # The max_credits guard: estimate, reserve, settle.
     "budget": (
         "akool_async/_budget.py",
-        ("tests/test_budget.py", "tests/test_budget_guard.py"),
+        ("tests/test_budget.py", "tests/test_budget_guard.py", "tests/test_shared_budget.py"),
     ),
     # Retries, the create-resend rule, Retry-After, error mapping.
     "transport": (
@@ -41,6 +41,9 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tests/test_transport_edges.py",
             "tests/test_errors.py",
             "tests/test_auth.py",
+            "tests/test_downloads.py",
+            "tests/test_request_options.py",
+            "tests/test_transport_context.py",
         ),
     ),
     # Webhook verify, decrypt, parse, and the envelope builder.

@@ -73,10 +73,12 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
 
 @attrs.define
 class Proxy:
-    """A loopback proxy in front of a fake; ``mangle`` rewrites batch-create answers."""
+    """A loopback proxy in front of a fake; ``mangle`` rewrites batch-create answers,
+    ``mangle_single`` single-create ones."""
 
     url: str = ""
     mangle: Callable[[dict[str, Any]], None] | None = None
+    mangle_single: Callable[[dict[str, Any]], None] | None = None
 
 
 @pytest.fixture
@@ -95,9 +97,12 @@ async def proxy(server: FakeAkoolServer) -> AsyncIterator[Proxy]:
                 headers=headers,
             ) as upstream:
                 status, raw = upstream.status, await upstream.read()
-            if state.mangle is not None and request.path.endswith("/batch"):
+            mangle = state.mangle if request.path.endswith("/batch") else None
+            if request.path.endswith("/createBySourcePrompt"):
+                mangle = state.mangle_single
+            if mangle is not None:
                 envelope = json.loads(raw)
-                state.mangle(envelope)
+                mangle(envelope)
                 raw = json.dumps(envelope).encode()
             return web.Response(body=raw, status=status, content_type="application/json")
 

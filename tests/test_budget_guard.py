@@ -2,7 +2,9 @@
 
 Every test goes through ``AkoolClient`` and the fake server. The estimate a create was given
 is read from the ``BudgetExceededError`` it raises, so a cap is chosen to refuse exactly the
-create under test.
+create under test. Where a test needs an estimate that differs from what the fake charges, it
+uses a third-party model: the SDK estimates those at the fallback price (60 per 5 s) while the
+fake charges the docs' table (20 per 5 s at 720p).
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from akool_async import (
     BudgetExceededError,
     CreateOutcomeUnknownError,
     RetryPolicy,
+    VideoRequest,
 )
 from akool_async.testing import FakeAkoolServer
 
-#: The fake charges 30 credits per 5 s of 720p; before any answer a 5 s video is assumed 60.
-PRICE_720P_5S = 30.0
+#: The docs' table (and the fake): 20 credits per 5 s of 720p, 25 for 1080p; an estimate for
+#: a third-party model before any answer: 60 per 5 s (x2 with generate_audio).
+PRICE_720P_5S = 20.0
+PRICE_1080P_5S = 25.0
 FALLBACK_5S = 60.0
-AUDIO_MODEL = "seedance-1-0-lite-i2v-250428"  # the fake's model with generate_audio
-OTHER_MODEL = "AkoolImage2VideoHDV1"
+THIRD_PARTY = "seedance-1-0-lite-i2v-250428"  # the fake's third-party model (generate_audio x2)
+OTHER_THIRD_PARTY = "kling-v2-1-i2v"  # never sent: only its estimate is read
+#: A 5 s 720p create of a third-party model: estimated 60, charged 20 by the fake.
+THIRD_PARTY_ARGS: dict[str, Any] = {**CREATE_ARGS, "model_name": THIRD_PARTY}
 VIDEO_ID = "0123456789abcdef01234567"
 SINGLE_ARGS: dict[str, Any] = {
     "image_url": CREATE_ARGS["image_url"],
@@ -90,7 +97,7 @@ async def test_a_refusal_reports_the_cap_and_sends_nothing(
         await broke.image_to_video.create_batch(**CREATE_ARGS, count=3)
 
     error = caught.value
-    assert (0.0, 0.0, 0.0, 3 * FALLBACK_5S) == (
+    assert (0.0, 0.0, 0.0, 3 * PRICE_720P_5S) == (
         error.max_credits,
         error.charged,
         error.reserved,
@@ -108,67 +115,58 @@ async def refused_estimate(create: Any) -> float:
     return caught.value.estimate
 
 
-async def test_fallback_estimates_follow_length_and_audio(broke: AkoolClient) -> None:
-    """Before any price is known: 60 credits per 5 s of video (at least 1 s), x1.5 with audio,
-    for the batch, the single-create and the replace-audio endpoints."""
+async def test_estimates_follow_model_resolution_length_and_audio(broke: AkoolClient) -> None:
+    """Before any price is known: the docs' table per started 5 s for AKOOL's own models, the
+    fallback (60 per 5 s, x2 with generate_audio) for third-party ones, for the batch, the
+    single-create (AI audio free, premium unpriced) and the replace-audio endpoints."""
     i2v = broke.image_to_video
     single = {k: v for k, v in SINGLE_ARGS.items() if k != "video_length"}
+    audio_url = "https://audio.example/a.mp3"
     estimates = [
         await refused_estimate(i2v.create_batch(**{**CREATE_ARGS, "video_length": 10})),
-        await refused_estimate(
-            i2v.create_batch(**CREATE_ARGS, model_name=AUDIO_MODEL, generate_audio=True)
-        ),
+        await refused_estimate(i2v.create_batch(**{**CREATE_ARGS, "resolution": "1080p"})),
+        await refused_estimate(i2v.create_batch(**THIRD_PARTY_ARGS)),
+        await refused_estimate(i2v.create_batch(**THIRD_PARTY_ARGS, generate_audio=True)),
         await refused_estimate(i2v.create(**single, video_length=1)),
         await refused_estimate(i2v.create(**single, video_length=10)),
         await refused_estimate(i2v.create(**{**single, "audio_type": 1, "video_length": 5})),
         await refused_estimate(
-            i2v.create(
-                **{
-                    **single,
-                    "audio_type": 2,
-                    "audio_url": "https://audio.example/a.mp3",
-                    "video_length": 5,
-                }
-            )
+            i2v.create(**{**single, "audio_type": 2, "audio_url": audio_url, "video_length": 5})
         ),
-        await refused_estimate(
-            i2v.replace_audio(
-                video_id=VIDEO_ID, audio_url="https://audio.example/a.mp3", audio_type=1
-            )
-        ),
-        await refused_estimate(
-            i2v.replace_audio(video_id=VIDEO_ID, audio_url="https://audio.example/a.mp3")
-        ),
+        await refused_estimate(i2v.create(**single, video_length=5, is_premium_model=True)),
+        await refused_estimate(i2v.replace_audio(video_id=VIDEO_ID, audio_url=audio_url)),
     ]
 
-    assert [120.0, 90.0, 12.0, 120.0, 90.0, 60.0, 90.0, 60.0] == estimates
+    assert [40.0, 25.0, 60.0, 120.0, 20.0, 40.0, 20.0, 20.0, 60.0, 10.0] == estimates
 
 
 async def test_a_create_landing_exactly_on_the_cap_is_sent(server: FakeAkoolServer) -> None:
     """charged + estimate == max_credits fits; one credit more does not."""
     async with capped(server.url, server.api_key, FALLBACK_5S) as client:
-        await client.image_to_video.create_batch(**CREATE_ARGS)  # estimate 60 == cap; costs 30
-        await client.image_to_video.create_batch(**CREATE_ARGS)  # 30 + 30 == cap
+        i2v = client.image_to_video
+        await i2v.create_batch(**THIRD_PARTY_ARGS)  # estimate 60 == cap; costs 20
+        await i2v.create_batch(**THIRD_PARTY_ARGS)  # 20 + 20 < cap
+        await i2v.create_batch(**THIRD_PARTY_ARGS)  # 40 + 20 == cap
         with pytest.raises(BudgetExceededError):
-            await client.image_to_video.create_batch(**CREATE_ARGS)
+            await i2v.create_batch(**THIRD_PARTY_ARGS)
         charged = client.credits_charged
 
-    assert (2, 2 * PRICE_720P_5S) == (server.created_count, charged)
+    assert (3, 3 * PRICE_720P_5S) == (server.created_count, charged)
 
 
 async def test_videos_without_deduction_credit_are_charged_their_estimate(
     server: FakeAkoolServer, proxy: Proxy
 ) -> None:
     """An answer that omits deduction_credit never makes a video free: each is charged the
-    fallback before any price is known, the highest known price after."""
+    fallback before any price is known, the highest price known before the answer after."""
     async with capped(proxy.url, server.api_key, None) as client:
         proxy.mangle = set_credits(None, None)
-        await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+        await client.image_to_video.create_batch(**THIRD_PARTY_ARGS, count=2)
         unpriced = client.credits_charged
         proxy.mangle = None
-        await client.image_to_video.create_batch(**CREATE_ARGS)  # learns 30
-        proxy.mangle = set_credits(25.0, None, None)
-        await client.image_to_video.create_batch(**CREATE_ARGS, count=3)
+        await client.image_to_video.create_batch(**THIRD_PARTY_ARGS)  # learns 20
+        proxy.mangle = set_credits(None, 25.0, None)
+        await client.image_to_video.create_batch(**THIRD_PARTY_ARGS, count=3)
         total = client.credits_charged
 
     assert 2 * FALLBACK_5S == unpriced
@@ -182,12 +180,12 @@ async def test_negative_or_nan_deduction_credit_is_no_price(
     the video is charged as if it had none."""
     async with capped(proxy.url, server.api_key, 200) as client:
         proxy.mangle = set_credits(-30.0, float("nan"))
-        await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+        await client.image_to_video.create_batch(**THIRD_PARTY_ARGS, count=2)
         charged = client.credits_charged
         proxy.mangle = None
         # 120 charged: the next 5 s video is still estimated at 60, so two do not fit.
         estimate = await refused_estimate(
-            client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+            client.image_to_video.create_batch(**THIRD_PARTY_ARGS, count=2)
         )
 
     assert (2 * FALLBACK_5S, 2 * FALLBACK_5S) == (charged, estimate)
@@ -212,7 +210,7 @@ async def test_the_estimate_is_the_highest_price_seen(
     """One cheaper answer does not lower later estimates."""
     async with capped(proxy.url, server.api_key, 105) as client:
         proxy.mangle = set_credits(40.0)
-        await client.image_to_video.create_batch(**CREATE_ARGS)  # estimate 60, costs 40
+        await client.image_to_video.create_batch(**CREATE_ARGS)  # estimate 20 (the table), costs 40
         proxy.mangle = set_credits(30.0)
         await client.image_to_video.create_batch(**CREATE_ARGS)  # estimate 40, costs 30
         # 70 charged: at 40 the next one passes 105; at the latest price (30) it would fit.
@@ -224,39 +222,44 @@ async def test_the_estimate_is_the_highest_price_seen(
 async def test_a_known_price_is_kept_to_its_model_and_audio(server: FakeAkoolServer) -> None:
     """A price learned for one model, or without audio, does not estimate another model or
     a create with generate_audio (which costs more)."""
-    async with capped(server.url, server.api_key, 80) as client:
+    async with capped(server.url, server.api_key, 70) as client:
         i2v = client.image_to_video
-        await i2v.create_batch(**CREATE_ARGS, model_name=AUDIO_MODEL)  # learns 30; 30 charged
+        await i2v.create_batch(**THIRD_PARTY_ARGS)  # learns 20; 20 charged
         other_model = await refused_estimate(
-            i2v.create_batch(**CREATE_ARGS, model_name=OTHER_MODEL)
+            i2v.create_batch(**CREATE_ARGS, model_name=OTHER_THIRD_PARTY)
         )
         with_audio = await refused_estimate(
-            i2v.create_batch(**CREATE_ARGS, model_name=AUDIO_MODEL, generate_audio=True)
+            i2v.create_batch(**THIRD_PARTY_ARGS, generate_audio=True)
         )
-        await i2v.create_batch(**CREATE_ARGS, model_name=AUDIO_MODEL)  # 30 more fits under 80
+        await i2v.create_batch(**THIRD_PARTY_ARGS)  # 20 more fits under 70
 
-    assert (FALLBACK_5S, 1.5 * FALLBACK_5S) == (other_model, with_audio)
+    assert (FALLBACK_5S, 2 * FALLBACK_5S) == (other_model, with_audio)
     assert 2 == server.created_count
 
 
 async def test_a_single_create_price_is_kept_to_its_premium_flag_resolution_length_and_audio(
-    server: FakeAkoolServer,
+    server: FakeAkoolServer, proxy: Proxy
 ) -> None:
     """The single endpoint's price key: premium flag, resolution, length and audio type."""
-    async with capped(server.url, server.api_key, 80) as client:
+
+    def cheap(envelope: dict[str, Any]) -> None:
+        envelope["data"]["deduction_credit"] = 5.0
+
+    proxy.mangle_single = cheap
+    async with capped(proxy.url, server.api_key, 20) as client:
         i2v = client.image_to_video
-        await i2v.create(**SINGLE_ARGS)  # learns 30 for 720p, 5 s, no audio; 30 charged
+        await i2v.create(**SINGLE_ARGS)  # estimate 20 == cap; learns 5 for 720p, 5 s, no audio
         others = [
             await refused_estimate(i2v.create(**SINGLE_ARGS, is_premium_model=True)),
             await refused_estimate(i2v.create(**{**SINGLE_ARGS, "resolution": "1080p"})),
             await refused_estimate(i2v.create(**{**SINGLE_ARGS, "video_length": 10})),
             await refused_estimate(i2v.create(**{**SINGLE_ARGS, "audio_type": 1})),
         ]
-        await i2v.create(**SINGLE_ARGS, is_premium_model=False)  # the same key: 30 fits
+        await i2v.create(**SINGLE_ARGS, is_premium_model=False)  # the same key: 5 fits
         charged = client.credits_charged
 
-    assert [FALLBACK_5S, FALLBACK_5S, 2 * FALLBACK_5S, 1.5 * FALLBACK_5S] == others
-    assert (2, 2 * PRICE_720P_5S) == (server.call_count("create"), charged)
+    assert [FALLBACK_5S, PRICE_1080P_5S, 2 * PRICE_720P_5S, PRICE_720P_5S] == others
+    assert (2, 10.0) == (server.call_count("create"), charged)
 
 
 async def test_a_create_failing_after_its_answer_named_videos_is_charged(
@@ -272,12 +275,41 @@ async def test_a_create_failing_after_its_answer_named_videos_is_charged(
     proxy.mangle = unreadable
     async with capped(proxy.url, server.api_key, 150) as client:
         with pytest.raises(CreateOutcomeUnknownError) as caught:
-            await client.image_to_video.create_batch(**CREATE_ARGS, count=2)
+            await client.image_to_video.create_batch(**THIRD_PARTY_ARGS, count=2)
         charged = client.credits_charged
         proxy.mangle = None
         # 120 charged: a 60-credit estimate no longer fits under 150.
         with pytest.raises(BudgetExceededError):
-            await client.image_to_video.create_batch(**CREATE_ARGS)
+            await client.image_to_video.create_batch(**THIRD_PARTY_ARGS)
 
     assert sorted(caught.value.video_ids) == sorted(server.videos)
     assert 2 * FALLBACK_5S == charged
+
+
+async def test_a_create_held_back_after_its_run_stopped_costs_nothing(
+    server: FakeAkoolServer,
+) -> None:
+    """generate_many: the second create waits for budget while the first is in flight; AKOOL
+    refuses the first for lack of credit, which stops the run, so the second never leaves.
+    Neither costs anything."""
+    server.credit = 0
+    async with capped(server.url, server.api_key, 100) as client:
+        # Each estimated 60: the second fits only once the first has settled.
+        requests = [VideoRequest(**THIRD_PARTY_ARGS) for _ in range(2)]
+        generation = client.image_to_video.generate_many(requests)
+        await generation
+        charged = client.credits_charged
+
+    assert (0.0, 1, 2) == (charged, server.call_count("create_batch"), len(generation.failures))
+
+
+async def test_generate_audio_is_priced_with_the_model_list_multiplier(broke: AkoolClient) -> None:
+    """Once the model list is known, the cap's estimate of generate_audio uses the model's own
+    multiplier (x1.5 for AkoolImage2VideoHDV1), not the fallback x2."""
+    i2v = broke.image_to_video
+    args = {**CREATE_ARGS, "model_name": "AkoolImage2VideoHDV1", "generate_audio": True}
+    before = await refused_estimate(i2v.create_batch(**args))
+    await broke.models.list()
+    after = await refused_estimate(i2v.create_batch(**args))
+
+    assert (2 * PRICE_720P_5S, 1.5 * PRICE_720P_5S) == (before, after)
