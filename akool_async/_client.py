@@ -59,11 +59,11 @@ class AkoolClient:
         wait_timeout: how long ``await handle`` waits by default (``None``: forever).
         max_concurrent_creates: create requests in flight at once, across all tasks.
         max_credits: stop creating once the credits charged by this client's creates would
-            pass this cap: each create is estimated first (from earlier answers for the same
-            model, resolution, length and audio; before any, 60 credits per 5 s of video)
-            and refused with BudgetExceededError when it does not fit. Videos already
-            created are never cancelled. ``None`` (default): no cap.
-
+            pass this cap: each create is estimated first (``estimate_credits``: the highest
+            price AKOOL charged for the same shape, else AKOOL's price table, else 60 credits
+            per 5 s) and refused with BudgetExceededError when it does not fit. Videos
+            already created are never cancelled. With a ``hub`` the cap holds for every
+            process of its namespace. ``None`` (default): no cap.
         hub: a ``akool_async.redis.RedisHub`` shared by several processes (workers,
             replicas): webhooks reach every process's handles, one process polls for all,
             and ``max_credits`` and rate-limit slow-downs hold for all of them. The client
