@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from _redis_server import RedisServer, free_port
 from conftest import CREATE_ARGS, FAST_POLL
 
@@ -24,6 +25,7 @@ from akool_async import (
     InsufficientCreditsError,
     RetryPolicy,
 )
+from akool_async._client import client_core
 from akool_async.redis import HubUnavailableError, RedisHub
 from akool_async.testing import FakeAkoolServer, FaultKind
 
@@ -36,10 +38,14 @@ FALLBACK = 60.0
 
 @contextlib.asynccontextmanager
 async def process(
-    server: FakeAkoolServer, redis_url: str, namespace: str, max_credits: float | None
+    server: FakeAkoolServer,
+    redis_url: str,
+    namespace: str,
+    max_credits: float | None,
+    **hub_options: Any,
 ) -> AsyncIterator[AkoolClient]:
     """One process's client, sharing ``namespace``'s budget; closed (and settled) on exit."""
-    hub = RedisHub(redis_url, namespace=namespace, leader_ttl=5.0)
+    hub = RedisHub(redis_url, namespace=namespace, **{"leader_ttl": 5.0, **hub_options})
     async with AkoolClient(
         server.api_key,
         base_url=server.url,
@@ -205,3 +211,201 @@ async def test_a_settlement_redis_missed_is_logged_with_its_cost(
     assert re.fullmatch(
         r"could not settle 20 credits in the shared budget: Redis hub .* failed: .+", settle[0]
     ), settle[0]
+
+
+async def budget_becomes(
+    redis_url: str, namespace: str, expected: tuple[float, float]
+) -> tuple[float, float]:
+    """The shared budget once it reads ``expected`` (settlements run in tasks), else its last
+    reading after a few seconds."""
+    reading = await snapshot(redis_url, namespace)
+    for _ in range(250):
+        if reading == expected:
+            break
+        await asyncio.sleep(0.02)
+        reading = await snapshot(redis_url, namespace)
+    return reading
+
+
+async def pause_writes(admin: aioredis.Redis) -> None:
+    """Make redis-server hold every write (scripts included) until ``client_unpause``; reads
+    still answer."""
+    await admin.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+
+
+async def wait_for_a_held_script(admin: aioredis.Redis) -> None:
+    """Return once a client's script (a reservation) waits in the paused server."""
+    for _ in range(500):
+        clients = (await admin.execute_command("CLIENT", "LIST")).decode().splitlines()
+        if any(" flags=b " in c and " cmd=evalsha " in c for c in clients):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no command reached the paused redis-server")
+
+
+async def test_a_create_cancelled_while_redis_takes_its_hold_gives_the_hold_back(
+    server: FakeAkoolServer, make_redis_server: Callable[..., RedisServer]
+) -> None:
+    """A create cancelled while its reservation waits in Redis: the hold Redis takes once it
+    goes on is given back (nothing is charged for it), and nothing is sent to AKOOL."""
+    redis_server = make_redis_server()
+    admin = aioredis.Redis.from_url(redis_server.url)
+    # Long leases: no heartbeat is a write that waits in the paused server instead.
+    options = {"leader_ttl": 60.0, "heartbeat_ttl": 60.0}
+    try:
+        async with process(server, redis_server.url, "cancel", 100, **options) as client:
+            # Joins the cluster and loads the scripts, so the next write is the reservation.
+            await client.image_to_video.create_batch(**CREATE_ARGS)
+            assert (PRICE, 0.0) == await budget_becomes(redis_server.url, "cancel", (PRICE, 0.0))
+            await pause_writes(admin)
+            try:
+                create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+                await wait_for_a_held_script(admin)
+                create.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await create
+            finally:
+                await admin.client_unpause()
+            budget = await budget_becomes(redis_server.url, "cancel", (PRICE, 0.0))
+    finally:
+        await admin.aclose()
+
+    assert ((PRICE, 0.0), 1) == (budget, server.call_count("create_batch"))
+
+
+@contextlib.asynccontextmanager
+async def a_missed_settlement(
+    server: FakeAkoolServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[AkoolClient]:
+    """A client (cap 70) whose first create (held at 60, charged 20) could not settle because
+    Redis held its writes past the hub's timeout; Redis answers writes again on entry."""
+    admin = aioredis.Redis.from_url(redis_server.url)
+    options = {"leader_ttl": 60.0, "heartbeat_ttl": 60.0, "timeout": 1.0, "stream_block": 0.1}
+    try:
+        async with (
+            # Opened before the pause: opening a hub writes, reading the budget does not.
+            RedisHub(redis_server.url, namespace="missed") as observer,
+            process(server, redis_server.url, "missed", 70, **options) as client,
+        ):
+            # A create that is refused waits on the open hold at most this long.
+            client_core(client).budget.stale_after = 5.0
+            with server.holding("create_batch"):
+                create = asyncio.create_task(client.image_to_video.create_batch(**THIRD_PARTY_ARGS))
+                await server.wait_for_calls("create_batch")
+                await pause_writes(admin)
+            try:
+                await create
+                for _ in range(500):
+                    if any("could not settle" in r.getMessage() for r in caplog.records):
+                        break
+                    await asyncio.sleep(0.02)
+                # The hold stays counted while the settlement is missing.
+                budget = await observer.budget.snapshot()
+                assert (0.0, FALLBACK) == (budget.charged, budget.reserved)
+            finally:
+                await admin.client_unpause()
+            yield client
+    finally:
+        await admin.aclose()
+
+
+async def test_a_missed_settlement_is_retried_at_the_next_create(
+    server: FakeAkoolServer,
+    make_redis_server: Callable[..., RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The next create settles what Redis missed first: without that the 60 still held would
+    leave no room for it (20 now that AKOOL's price is known) under the cap of 70."""
+    redis_server = make_redis_server()
+    async with a_missed_settlement(server, redis_server, caplog) as client:
+        await client.image_to_video.create_batch(**THIRD_PARTY_ARGS)
+
+    assert (2, (2 * PRICE, 0.0)) == (
+        server.created_count,
+        await snapshot(redis_server.url, "missed"),
+    )
+
+
+async def test_a_missed_settlement_is_retried_at_close(
+    server: FakeAkoolServer,
+    make_redis_server: Callable[..., RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Closing the client settles what Redis missed: the real charge, no open hold."""
+    redis_server = make_redis_server()
+    async with a_missed_settlement(server, redis_server, caplog):
+        pass
+
+    assert (PRICE, 0.0) == await snapshot(redis_server.url, "missed")
+
+
+async def test_a_hold_that_never_settles_refuses_a_create_after_stale_after(
+    server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> None:
+    """Another process's hold that never settles (it crashed): a create that does not fit
+    waits ``stale_after`` for it to move, then is refused instead of waiting forever."""
+    async with RedisHub(redis_url, namespace=redis_namespace) as crashed:
+        assert await crashed.budget.reserve(90, 100) is not None
+        async with process(server, redis_url, redis_namespace, 100) as client:
+            client_core(client).budget.stale_after = 0.3
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(BudgetExceededError) as caught:
+                await client.image_to_video.create_batch(**CREATE_ARGS)
+            waited = asyncio.get_running_loop().time() - started
+
+    error = caught.value
+    assert (100.0, 0.0, 90.0, PRICE) == (
+        error.max_credits,
+        error.charged,
+        error.reserved,
+        error.estimate,
+    )
+    assert waited >= 0.3
+    assert 0 == server.call_count("create_batch")
+
+
+async def test_holds_that_keep_settling_are_waited_for_past_stale_after(
+    server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> None:
+    """Holds elsewhere that settle one by one, each within ``stale_after`` of the last: the
+    create waits through them all (longer than ``stale_after``) and goes out once it fits."""
+    async with RedisHub(redis_url, namespace=redis_namespace) as other:
+        first = await other.budget.reserve(30, 100)
+        second = await other.budget.reserve(30, 100)
+        assert await other.budget.reserve(40, 100) is not None  # never settles
+        assert first is not None
+        assert second is not None
+        async with process(server, redis_url, redis_namespace, 100) as client:
+            client_core(client).budget.stale_after = 2.0
+            create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+            await asyncio.sleep(1.0)
+            assert await other.budget.settle(first, 30)  # 30 + 40 + 20 still too much
+            await asyncio.sleep(1.0)
+            assert await other.budget.release(second)  # 30 + 40 + 20 fits
+            await create
+
+    assert (1, (30 + PRICE, 40.0)) == (
+        server.created_count,
+        await snapshot(redis_url, redis_namespace),
+    )
+
+
+async def test_a_process_with_holds_of_its_own_waits_past_stale_after(
+    server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> None:
+    """Holds that do not move are not stale while this process holds one of them (its create
+    is in flight and will settle): the next create waits for it, then fits."""
+    with server.holding("create_batch"):
+        async with process(server, redis_url, redis_namespace, 100) as client:
+            client_core(client).budget.stale_after = 0.2
+            first = asyncio.create_task(client.image_to_video.create_batch(**THIRD_PARTY_ARGS))
+            await server.wait_for_calls("create_batch")
+            second = asyncio.create_task(client.image_to_video.create_batch(**THIRD_PARTY_ARGS))
+            await asyncio.sleep(0.6)  # well past stale_after: 60 + 60 does not fit meanwhile
+            server.release("create_batch")
+            await asyncio.gather(first, second)
+
+    assert (2, (2 * PRICE, 0.0)) == (
+        server.created_count,
+        await snapshot(redis_url, redis_namespace),
+    )
