@@ -305,3 +305,21 @@ async def test_webhook_ids_keep_their_slow_backstop_cadence_in_the_cluster(
 
         await server.wait_until(lambda: polled(plain.ids[0]) >= 3, timeout=20)
         assert 0 == polled(hooked.ids[0])
+
+
+@pytest.mark.parametrize("max_credits", [None, 100.0])
+async def test_a_create_cancelled_while_redis_answers_is_not_sent(
+    cluster: MakeClient, server: FakeAkoolServer, max_credits: float | None
+) -> None:
+    """redis-py may finish a command its task was cancelled during: the cancel still holds,
+    so a create cancelled at its first await is never sent."""
+    client = cluster(max_credits=max_credits)
+    async with client:
+        await client.image_to_video.create_batch(**CREATE_ARGS)
+        sent = server.call_count("create_batch")
+        task = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sent == server.call_count("create_batch")

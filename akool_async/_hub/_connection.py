@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import urllib.parse
@@ -119,6 +120,11 @@ class HubConnection:
                 raise error from None
             raise error from exc
         self.set_available(True, "")
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py can finish a command its task was cancelled during (its issues 2028,
+            # 2551): honour the cancel here, or a cancelled create would still be sent.
+            raise asyncio.CancelledError
 
     def set_available(self, available: bool, detail: str) -> None:
         """Record reachability; log and tell listeners when it changes."""
