@@ -8,7 +8,9 @@ With ``AkoolClient(hub=RedisHub(...))`` every process of a namespace:
 * registers its pending ids in Redis and stops polling by itself. One process at a time holds
   the leader lease and polls every due id of the namespace in results calls of at most
   ``max_ids_per_request`` ids, publishing what it learns; if it dies, another takes over
-  within a few lease lifetimes and carries on from the ids in Redis;
+  within a few lease lifetimes and carries on from the ids in Redis. The leader's
+  ``PollPolicy`` request budget is the namespace's: however many processes wait, AKOOL sees
+  no more results calls than one client would send;
 * shares one credit budget (``max_credits``) and AKOOL's rate-limit slow-downs.
 
 Redis trouble never loses a video: while the hub is unreachable the client polls its own
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -106,6 +109,7 @@ class Cluster:
         self._reregister = False
         self._published: dict[str, int] = {}
         self._misses: dict[str, int] = {}
+        self._ticks = _TickBudget(policy)
         self._started = False
         self._closed = False
         self._starting = asyncio.Lock()
@@ -301,25 +305,40 @@ class Cluster:
                     await self._dirty.wait()
 
     async def _poll_due(self) -> float:
-        """Poll every due id of the namespace once; returns seconds until the next round."""
+        """Poll the due ids of the namespace within the request budget.
+
+        Returns the seconds until the next step: the next tick, or the moment the budget
+        allows the next call of this one (the maintenance loop keeps the heartbeat and the
+        lease going meanwhile).
+        """
         hub = self.hub
         policy = self._policy
         slowed = await hub.slowed_until()
         if slowed is not None:
             return max(0.0, slowed - time.time())
-        while hub.leader.is_leader:
-            # Ids due within half an interval join this tick (as in the local poller): ids
-            # rescheduled at the end of the last tick are due a little after the next one
-            # starts, and without this they would be polled every other tick only.
-            ids = await hub.pending.take_due(
-                now=time.time() + policy.interval / 2,
-                limit=policy.max_ids_per_request,
-                claim=_CLAIM_SECONDS,
-            )
-            if not ids:
+        ticks = self._ticks
+        ticks.start_tick_if_due()
+        while hub.leader.is_leader and ticks.calls_left():
+            wait = ticks.wait()
+            if wait > 0:
+                return wait
+            horizon = ticks.horizon
+            limit = policy.max_ids_per_request
+            if policy.fill_calls:
+                # Riders (the ids due soonest after this tick) fill the room: a call costs
+                # the same with 1 id or 50.
+                due, riders = await hub.pending.take_call(horizon, limit, _CLAIM_SECONDS)
+            else:
+                due, riders = await hub.pending.take_due(horizon, limit, _CLAIM_SECONDS), []
+            if not due:
                 break
-            await self._poll_once(ids)
-        return policy.interval
+            try:
+                await self._poll_once(due + riders)
+            finally:
+                ticks.answered()
+            if len(due) < limit:
+                break  # every due id was in that call
+        return ticks.until_next()
 
     async def _poll_once(self, ids: list[str]) -> None:
         hub = self.hub
@@ -460,6 +479,60 @@ class Cluster:
         task = asyncio.get_running_loop().create_task(run())
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+
+class _TickBudget:
+    """The leader's ticks (every ``interval``) and request budget, as the local poller's.
+
+    At most ``calls_per_tick()`` results calls a tick, and no more than the budget's calls
+    answered within any ``budget_window`` before the next starts. Non-blocking: ``wait()``
+    says how long to come back after, so the maintenance loop is never held up.
+    """
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self._interval = policy.interval
+        self._per_tick = policy.calls_per_tick()
+        budget = policy.budget()
+        self._slots, self._window = budget if budget else (0, 0.0)
+        self._answers: deque[float] = deque()
+        self._next_tick = 0.0
+        self._left: int | None = 0
+        #: This tick's ids are those due by then (unix seconds, as Redis scores them).
+        self.horizon = 0.0
+
+    def start_tick_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + self._interval
+            self._left = self._per_tick
+            # Ids due within half an interval join this tick (as in the local poller): ids
+            # rescheduled at the end of the last tick are due a little after the next one
+            # starts, and without this they would be polled every other tick only. Fixed
+            # for the tick: ids it polled early on must not come due again before it ends.
+            self.horizon = time.time() + self._interval / 2
+
+    def calls_left(self) -> bool:
+        return self._left is None or self._left > 0
+
+    def wait(self) -> float:
+        """Seconds until the budget lets the next call start (0: now)."""
+        if not self._slots:
+            return 0.0
+        now = time.monotonic()
+        while self._answers and self._answers[0] <= now - self._window:
+            self._answers.popleft()
+        if len(self._answers) < self._slots:
+            return 0.0
+        return self._answers[0] + self._window - now
+
+    def answered(self) -> None:
+        if self._left is not None:
+            self._left -= 1
+        if self._slots:
+            self._answers.append(time.monotonic())
+
+    def until_next(self) -> float:
+        return max(0.0, self._next_tick - time.monotonic())
 
 
 def check_hub(hub: object) -> None:

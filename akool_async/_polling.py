@@ -54,7 +54,7 @@ _IN_PROGRESS: Final = frozenset({VideoStatus.QUEUEING.value, VideoStatus.PROCESS
 _TRANSIENT: Final = (AkoolConnectionError, UpstreamError, RateLimitError, AkoolResponseError)
 #: A duration hint puts a video's own first poll off to this fraction of the quickest video of
 #: its shape seen so far: durations vary, and a late first poll costs the user latency.
-_HINT_MARGIN: Final = 0.8
+_HINT_MARGIN: Final = 0.5
 
 
 @attrs.frozen(kw_only=True)

@@ -125,8 +125,8 @@ class PollPolicy:
             every pending id each ``interval`` while the budget allows. False: only due ids.
         learn_durations: a duration hint (on by default). The poller learns how long videos
             of one shape (model, resolution, length) took, and polls a new video of a known
-            shape on its own only from ``0.8 *`` the quickest of them (it still rides along in
-            calls with room), leaving the budget to videos that may be done.
+            shape on its own only from half the time the quickest of them took (it still
+            rides along in calls with room), leaving the budget to videos that may be done.
     """
 
     initial_delay: float = attrs.field(

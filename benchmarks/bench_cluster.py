@@ -99,8 +99,14 @@ async def client_process(settings: dict[str, Any]) -> None:
         KEY,
         client_id=CLIENT_ID,
         base_url=settings["base_url"],
+        # No request budget: every pending id every tick, so the rows compare what polling
+        # all of them costs (with the default budget the leader would send 2 calls a second).
         poll=PollPolicy(
-            initial_delay=interval, interval=interval, max_interval=interval, jitter=0.0
+            initial_delay=interval,
+            interval=interval,
+            max_interval=interval,
+            jitter=0.0,
+            max_requests_per_second=None,
         ),
         retry=RetryPolicy.fast(),
         hub=hub,

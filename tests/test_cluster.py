@@ -287,12 +287,19 @@ async def test_holds_that_never_settle_do_not_make_a_create_wait_forever(
     assert 0 == server.call_count("create_batch")
 
 
+@pytest.mark.parametrize("fill", [True, False])
 async def test_webhook_ids_keep_their_slow_backstop_cadence_in_the_cluster(
-    cluster: MakeClient, server: FakeAkoolServer
+    cluster: MakeClient, server: FakeAkoolServer, fill: bool
 ) -> None:
-    """The leader polls an id a webhook reports at ``webhook_interval``, not every tick."""
+    """The leader polls an id a webhook reports at ``webhook_interval``, not every tick.
+
+    It rides along free in the calls other ids make (``fill_calls``); without fill it is never
+    asked for before its cadence.
+    """
     server.queue_seconds = 3600.0
-    policy = PollPolicy(initial_delay=0.02, interval=0.05, webhook_interval=600, jitter=0.0)
+    policy = PollPolicy(
+        initial_delay=0.02, interval=0.05, webhook_interval=600, jitter=0.0, fill_calls=fill
+    )
     client = cluster(poll=policy)
     async with client:
         hooked = await client.image_to_video.create_batch(
@@ -304,7 +311,81 @@ async def test_webhook_ids_keep_their_slow_backstop_cadence_in_the_cluster(
             return sum(video_id in c.body["_ids"].split(",") for c in server.calls("results"))
 
         await server.wait_until(lambda: polled(plain.ids[0]) >= 3, timeout=20)
-        assert 0 == polled(hooked.ids[0])
+        with_plain = [c.body["_ids"].split(",") for c in server.calls("results")]
+    rode_along = [hooked.ids[0] in ids for ids in with_plain if plain.ids[0] in ids]
+    assert ([True] * len(rode_along) if fill else [False] * len(rode_along)) == rode_along
+
+
+#: 2 results calls per 0.05 s window and a 0.05 s interval: 2 calls (100 ids) per tick.
+CLUSTER_BUDGET = PollPolicy(
+    initial_delay=0.05,
+    interval=0.05,
+    max_interval=0.2,
+    jitter=0.0,
+    max_requests_per_second=40,
+    budget_window=0.05,
+)
+
+
+async def pending_ids(server: FakeAkoolServer, n: int) -> list[str]:
+    """``n`` videos queued for an hour on ``server``, created by a client that never polls."""
+    server.queue_seconds = 3600.0
+    async with AkoolClient(
+        server.api_key, base_url=server.url, poll=PollPolicy(initial_delay=3600)
+    ) as creator:
+        batches = await asyncio.gather(
+            *(creator.image_to_video.create_batch(**CREATE_ARGS, count=10) for _ in range(n // 10))
+        )
+    return [i for batch in batches for i in batch.ids]
+
+
+def ids_in(call: Any) -> list[str]:
+    return list(call.body["_ids"].split(","))
+
+
+async def test_the_leader_keeps_the_request_budget_for_the_whole_cluster(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """Two processes wait for 3,000 ids (60 calls a tick without a budget): the leader sends
+    no more than 2 calls per window, each full, and every id gets its turn."""
+    ids = await pending_ids(server, 3000)
+    server.reset_log()
+    first, second = cluster(poll=CLUSTER_BUDGET), cluster(poll=CLUSTER_BUDGET)
+    async with first, second:
+        for n, video_id in enumerate(ids):
+            (first if n % 2 else second).image_to_video.handle(video_id)
+        calls = await server.wait_for_calls("results", 70, answered=True, timeout=60)
+    starts = sorted(c.started_at for c in calls)
+    window = CLUSTER_BUDGET.budget_window
+    assert max(sum(1 for t in starts if s <= t < s + window) for s in starts) <= 2
+    assert [50] * 60 == [len(ids_in(c)) for c in calls[:60]]
+    assert set(ids) == {i for c in calls[:60] for i in ids_in(c)}
+
+
+async def test_a_fresh_id_is_not_kept_behind_thousands_of_overdue_ones(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """2,000 old ids take 20 ticks to go round; a new one is asked for in the next tick."""
+    ids = await pending_ids(server, 2000)
+    server.reset_log()
+    client = cluster(poll=CLUSTER_BUDGET)
+    async with client:
+        for video_id in ids:
+            client.image_to_video.handle(video_id)
+        await server.wait_until(
+            lambda: len({i for c in server.calls("results") for i in ids_in(c)}) >= 2000,
+            timeout=60,
+        )
+        (fresh,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+        created = len(server.calls("results"))
+        await server.wait_until(
+            lambda: any(fresh.id in ids_in(c) for c in server.calls("results")), timeout=60
+        )
+    after = server.calls("results")[created:]
+    first = next(n for n, c in enumerate(after) if fresh.id in ids_in(c))
+    # Its initial delay (one tick), the registration's round trip, then the next tick's first
+    # call; behind the 2,000 overdue ids it would wait 20 ticks (40 calls).
+    assert first < 4 * 2
 
 
 @pytest.mark.parametrize("max_credits", [None, 100.0])

@@ -364,6 +364,27 @@ async def test_take_due_hands_out_due_ids_once_per_claim(hub: RedisHub) -> None:
     assert [None, now + 3600] == await hub.pending.due_times(["a", "later"])
 
 
+async def test_fresh_ids_come_first_and_riders_fill_the_room(hub: RedisHub) -> None:
+    """A new id is taken before overdue old ones; riders are the ids due soonest after
+    ``now``, never one already in the call, and only in a call some due id makes."""
+    now = time.time()
+    await hub.pending.register(["old1", "old2"], due=now - 100)
+    await hub.leader.maintain()
+    assert {"old1", "old2"} == set(await hub.pending.take_due(now))
+    await hub.pending.reschedule(["old1", "old2"], due=now - 50)  # polled once: old now
+    await hub.pending.register(["new"], due=now - 1)
+    assert ["new"] == await hub.pending.take_due(now, limit=1)
+    await hub.pending.reschedule(["new"], due=now + 10)
+    await hub.pending.register(["later"], due=now + 100)
+    due, riders = await hub.pending.take_call(now, limit=3)
+    assert (["old1", "old2"], ["new"]) == (sorted(due), riders)
+    assert ([], []) == await hub.pending.take_call(now, limit=3)  # "later" rides with no one
+    assert [now + 100] == await hub.pending.due_times(["later"])
+    await hub.pending.reschedule(["old1", "old2", "new"], due=now + 200)
+    await hub.pending.register(["newest"], due=now - 1)
+    assert (["newest"], ["later"]) == await hub.pending.take_call(now, limit=2)
+
+
 async def test_an_id_stays_pending_while_any_process_waits(hub: RedisHub, other: RedisHub) -> None:
     """An id leaves the pending set only when its last waiter unregisters it."""
     assert 1 == await hub.pending.register(["x"], due=0)

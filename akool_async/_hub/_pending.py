@@ -1,6 +1,8 @@
 """The registry of pending video ids shared by every process of a namespace.
 
 * ``{ns}:pending``: a sorted set of ids scored by their next due time (unix seconds).
+* ``{ns}:fresh``: ids never polled yet, scored by their first due time: the leader takes
+  these first.
 * ``{ns}:waiters``: per id, how many live processes wait for it.
 * ``{ns}:procs``: a sorted set of process ids scored by their heartbeat deadline (server time).
 * ``{ns}:proc:{process id}:ids``: the ids one process waits for.
@@ -47,6 +49,7 @@ class PendingRegistry:
         self.waiters_key = connection.key("waiters")
         self.procs_key = connection.key("procs")
         self.cadence_key = connection.key("cadence")
+        self.fresh_key = connection.key("fresh")
         self.own_key = self.ids_key(process_id)
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -73,7 +76,13 @@ class PendingRegistry:
             return 0
         with self.connection.guard("register pending ids"):
             added = await self._scripts["REGISTER"](
-                keys=[self.pending_key, self.waiters_key, self.own_key, self.procs_key],
+                keys=[
+                    self.pending_key,
+                    self.waiters_key,
+                    self.own_key,
+                    self.procs_key,
+                    self.fresh_key,
+                ],
                 args=[self.process_id, self.heartbeat_ttl, _KEY_TTL_MS, due, *batch],
             )
         return int(added)
@@ -106,25 +115,46 @@ class PendingRegistry:
     async def take_due(
         self, now: float | None = None, limit: int = 50, claim: float = 30.0
     ) -> list[str]:
-        """For the leader: ids due by ``now`` (unix seconds), at most ``limit``, earliest first.
+        """For the leader: ids due by ``now`` (unix seconds), at most ``limit``.
 
-        The ids taken are pushed ``claim`` seconds ahead so that nobody takes them again
-        before ``reschedule()`` or ``drop_final()``; if the leader dies mid-tick they come due
-        again after ``claim``. Returns ``[]`` and makes this process a follower at once if the
-        lease in Redis is not ours.
+        Ids never polled yet come first, then the earliest due: however many old ids are
+        overdue, a new one is not kept waiting behind them. The ids taken are pushed
+        ``claim`` seconds ahead so that nobody takes them again before ``reschedule()`` or
+        ``drop_final()``; if the leader dies mid-tick they come due again after ``claim``.
+        Returns ``[]`` and makes this process a follower at once if the lease in Redis is not
+        ours.
         """
+        due, _ = await self._take(now, limit, claim, fill=False)
+        return due
+
+    async def take_call(
+        self, now: float | None = None, limit: int = 50, claim: float = 30.0
+    ) -> tuple[list[str], list[str]]:
+        """``take_due``, with the room left filled: ``(due ids, riders)``.
+
+        Riders are the ids due soonest after ``now``: they ride along in a results call that
+        has room (it costs the same with 1 id or 50), and are claimed as the due ones are.
+        With no id due there are no riders either.
+        """
+        return await self._take(now, limit, claim, fill=True)
+
+    async def _take(
+        self, now: float | None, limit: int, claim: float, *, fill: bool
+    ) -> tuple[list[str], list[str]]:
         if limit < 1:
             raise AkoolValueError("limit must be at least 1")
         at = time.time() if now is None else now
         with self.connection.guard("take due ids"):
-            ids = await self._scripts["TAKE_DUE"](
-                keys=[self.pending_key, self.leader.key],
-                args=[self.leader.token, at, limit, at + claim],
+            taken = await self._scripts["TAKE_DUE"](
+                keys=[self.pending_key, self.leader.key, self.fresh_key],
+                args=[self.leader.token, at, limit, time.time() + claim, "1" if fill else "0"],
             )
-        if ids is None:
+        if taken is None:
             self.leader.mark_lost()
-            return []
-        return [text(i) for i in ids]
+            return [], []
+        due = int(taken[0])
+        ids = [text(i) for i in taken[1:]]
+        return ids[:due], ids[due:]
 
     async def reschedule(self, ids: Iterable[str], due: float) -> None:
         """Set the next due time of ids still pending (ids dropped meanwhile stay dropped)."""

@@ -48,10 +48,11 @@ end
 return 0
 """
 
-#: KEYS: pending zset, waiters hash, this process's id set, processes zset.
+#: KEYS: pending zset, waiters hash, this process's id set, processes zset, fresh zset.
 #: ARGV: process id, heartbeat ttl s, key ttl ms, due, id...
 #: Adds each id (keeping the earlier due time of an id already pending) and counts this
-#: process as one of its waiters. Returns how many ids this process did not wait for yet.
+#: process as one of its waiters; an id new to the namespace is also fresh (never polled).
+#: Returns how many ids this process did not wait for yet.
 REGISTER: Final = (
     _NOW
     + """
@@ -62,6 +63,9 @@ for i = 5, #ARGV do
   if redis.call('SADD', KEYS[3], id) == 1 then
     redis.call('HINCRBY', KEYS[2], id, 1)
     added = added + 1
+  end
+  if not redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('ZADD', KEYS[5], ARGV[4], id)
   end
   redis.call('ZADD', KEYS[1], 'LT', ARGV[4], id)
 end
@@ -131,15 +135,43 @@ return 0
 """
 )
 
-#: KEYS: pending zset, leader key. ARGV: leader token, now, limit, claimed until.
-#: For the leader only: the ids due by `now` (at most `limit`), pushed to `claimed until` so
-#: that no one takes them again before they are rescheduled. Returns nil if not the leader.
+#: KEYS: pending zset, leader key, fresh zset.
+#: ARGV: leader token, now, limit, claimed until, "1" to fill.
+#: For the leader only: the ids due by `now` (at most `limit`), fresh ones first (thousands of
+#: overdue old ids must not starve a new one); with fill, room left in a call some due id
+#: makes is filled with the ids due soonest after `now`. All are pushed to `claimed until` so
+#: that no one takes them again before they are rescheduled. Fresh entries of ids no longer
+#: pending are dropped on the way.
+#: Returns {number due, id...}, or nil if not the leader.
 TAKE_DUE: Final = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[1], 'XX', ARGV[4], id)
+local limit = tonumber(ARGV[3])
+local ids, taken = {}, {}
+local function take(id)
+  if #ids < limit and not taken[id] then
+    ids[#ids + 1] = id
+    taken[id] = true
+  end
 end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[3], id)
+  if redis.call('ZSCORE', KEYS[1], id) then take(id) end
+end
+if #ids < limit then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, limit)) do
+    take(id)
+  end
+end
+local due = #ids
+if ARGV[5] == '1' and due > 0 and due < limit then
+  local after = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'LIMIT', 0, limit)
+  for _, id in ipairs(after) do take(id) end
+end
+for i, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[4], id)
+  if i > due then redis.call('ZREM', KEYS[3], id) end
+end
+table.insert(ids, 1, due)
 return ids
 """
 
