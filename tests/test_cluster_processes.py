@@ -193,6 +193,34 @@ async def test_four_processes_share_one_results_call_per_tick(
     assert [] == overlapping_polls(calls)
 
 
+async def test_three_processes_share_one_request_budget(
+    server: FakeAkoolServer, children: Callable[..., Any]
+) -> None:
+    """3 processes x 100 pending ids need 6 full calls a tick; the budget allows 3 calls per
+    window, and the leader keeps it for all of them: never more within any window."""
+    server.queue_seconds = FOREVER
+    poll = {
+        "initial_delay": 0.05,
+        "interval": 0.3,
+        "max_interval": 0.3,
+        "jitter": 0.0,
+        "max_requests_per_second": 10,
+        "budget_window": 0.3,
+    }
+    workers: list[Child] = await children(3, leader_ttl=2.0, poll=poll)
+    every_id: set[str] = set()
+    for _ in range(10):
+        for answer in await asyncio.gather(*(w.ask("create", count=10) for w in workers)):
+            every_id.update(answer["ids"])
+    assert 300 == len(every_id)
+    server.reset_log()
+    calls = await server.wait_for_calls("results", 24, answered=True, timeout=60)
+    starts = sorted(c.started_at for c in calls)
+    assert max(sum(1 for t in starts if s <= t < s + 0.3) for s in starts) <= 3
+    assert every_id == {i for c in calls for i in ids_of(c)}
+    assert [] == overlapping_polls(calls)
+
+
 async def test_the_leader_killed_mid_wait_another_takes_over(
     server: FakeAkoolServer, children: Callable[..., Any], redis_url: str, redis_namespace: str
 ) -> None:
