@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,17 @@ FAST_POLL = PollPolicy(
     max_requests_per_second=500,
     budget_window=0.004,
 )
+
+#: 2 results calls per 0.05 s window and a 0.05 s interval: 2 calls (100 ids) per tick.
+BUDGET_POLL = PollPolicy(
+    initial_delay=0.05,
+    interval=0.05,
+    max_interval=0.2,
+    jitter=0.0,
+    max_requests_per_second=40,
+    budget_window=0.05,
+)
+BUDGET_CALLS_PER_TICK = 2
 
 
 @pytest.fixture
@@ -56,6 +68,16 @@ CREATE_ARGS = {
     "resolution": "720p",
     "video_length": 5,
 }
+
+
+async def queued_ids(server: FakeAkoolServer, n: int) -> list[str]:
+    """``n`` videos on ``server``, created by a client that never polls them."""
+    poll = PollPolicy(initial_delay=3600)
+    async with AkoolClient(server.api_key, base_url=server.url, poll=poll) as creator:
+        batches = await asyncio.gather(
+            *(creator.image_to_video.create_batch(**CREATE_ARGS, count=10) for _ in range(n // 10))
+        )
+    return [i for batch in batches for i in batch.ids]
 
 
 @contextlib.asynccontextmanager

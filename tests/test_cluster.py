@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from _redis_server import RedisServer, dump_namespace
-from conftest import CREATE_ARGS, FAST_POLL
+from conftest import BUDGET_CALLS_PER_TICK, BUDGET_POLL, CREATE_ARGS, FAST_POLL, queued_ids
 
 from akool_async import AkoolClient, BudgetExceededError, NotFoundError, PollPolicy, RetryPolicy
 from akool_async._client import client_core
@@ -316,29 +316,6 @@ async def test_webhook_ids_keep_their_slow_backstop_cadence_in_the_cluster(
     assert ([True] * len(rode_along) if fill else [False] * len(rode_along)) == rode_along
 
 
-#: 2 results calls per 0.05 s window and a 0.05 s interval: 2 calls (100 ids) per tick.
-CLUSTER_BUDGET = PollPolicy(
-    initial_delay=0.05,
-    interval=0.05,
-    max_interval=0.2,
-    jitter=0.0,
-    max_requests_per_second=40,
-    budget_window=0.05,
-)
-
-
-async def pending_ids(server: FakeAkoolServer, n: int) -> list[str]:
-    """``n`` videos queued for an hour on ``server``, created by a client that never polls."""
-    server.queue_seconds = 3600.0
-    async with AkoolClient(
-        server.api_key, base_url=server.url, poll=PollPolicy(initial_delay=3600)
-    ) as creator:
-        batches = await asyncio.gather(
-            *(creator.image_to_video.create_batch(**CREATE_ARGS, count=10) for _ in range(n // 10))
-        )
-    return [i for batch in batches for i in batch.ids]
-
-
 def ids_in(call: Any) -> list[str]:
     return list(call.body["_ids"].split(","))
 
@@ -348,16 +325,19 @@ async def test_the_leader_keeps_the_request_budget_for_the_whole_cluster(
 ) -> None:
     """Two processes wait for 3,000 ids (60 calls a tick without a budget): the leader sends
     no more than 2 calls per window, each full, and every id gets its turn."""
-    ids = await pending_ids(server, 3000)
+    server.queue_seconds = 3600.0
+    ids = await queued_ids(server, 3000)
     server.reset_log()
-    first, second = cluster(poll=CLUSTER_BUDGET), cluster(poll=CLUSTER_BUDGET)
+    first, second = cluster(poll=BUDGET_POLL), cluster(poll=BUDGET_POLL)
     async with first, second:
         for n, video_id in enumerate(ids):
             (first if n % 2 else second).image_to_video.handle(video_id)
         calls = await server.wait_for_calls("results", 70, answered=True, timeout=60)
     starts = sorted(c.started_at for c in calls)
-    window = CLUSTER_BUDGET.budget_window
-    assert max(sum(1 for t in starts if s <= t < s + window) for s in starts) <= 2
+    window = BUDGET_POLL.budget_window
+    assert (
+        max(sum(1 for t in starts if s <= t < s + window) for s in starts) <= BUDGET_CALLS_PER_TICK
+    )
     assert [50] * 60 == [len(ids_in(c)) for c in calls[:60]]
     assert set(ids) == {i for c in calls[:60] for i in ids_in(c)}
 
@@ -366,9 +346,10 @@ async def test_a_fresh_id_is_not_kept_behind_thousands_of_overdue_ones(
     cluster: MakeClient, server: FakeAkoolServer
 ) -> None:
     """2,000 old ids take 20 ticks to go round; a new one is asked for in the next tick."""
-    ids = await pending_ids(server, 2000)
+    server.queue_seconds = 3600.0
+    ids = await queued_ids(server, 2000)
     server.reset_log()
-    client = cluster(poll=CLUSTER_BUDGET)
+    client = cluster(poll=BUDGET_POLL)
     async with client:
         for video_id in ids:
             client.image_to_video.handle(video_id)
@@ -385,7 +366,7 @@ async def test_a_fresh_id_is_not_kept_behind_thousands_of_overdue_ones(
     first = next(n for n, c in enumerate(after) if fresh.id in ids_in(c))
     # Its initial delay (one tick), the registration's round trip, then the next tick's first
     # call; behind the 2,000 overdue ids it would wait 20 ticks (40 calls).
-    assert first < 4 * 2
+    assert first < 4 * BUDGET_CALLS_PER_TICK
 
 
 @pytest.mark.parametrize("max_credits", [None, 100.0])

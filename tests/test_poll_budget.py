@@ -13,21 +13,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import CREATE_ARGS, serve_app
+from conftest import BUDGET_CALLS_PER_TICK, BUDGET_POLL, CREATE_ARGS, queued_ids, serve_app
 
 from akool_async import AkoolClient, PollPolicy, RetryPolicy, VideoStatus
 from akool_async.testing import FakeAkoolServer, FaultKind, RecordedRequest
-
-#: 2 results calls per 0.05 s window and a 0.05 s interval: 2 calls (100 ids) per tick.
-BUDGET = PollPolicy(
-    initial_delay=0.05,
-    interval=0.05,
-    max_interval=0.2,
-    jitter=0.0,
-    max_requests_per_second=40,
-    budget_window=0.05,
-)
-CALLS_PER_TICK = 2
 
 
 def ids_of(call: RecordedRequest) -> list[str]:
@@ -42,17 +31,9 @@ async def busy_server() -> AsyncIterator[FakeAkoolServer]:
         yield fake
 
 
-async def create_ids(server: FakeAkoolServer, n: int) -> list[str]:
-    """``n`` videos on ``server``, created by a client that never polls them."""
-    poll = PollPolicy(initial_delay=3600)
-    async with AkoolClient(server.api_key, base_url=server.url, poll=poll) as creator:
-        batches = await asyncio.gather(
-            *(creator.image_to_video.create_batch(**CREATE_ARGS, count=10) for _ in range(n // 10))
-        )
-    return [i for batch in batches for i in batch.ids]
-
-
-def budget_client(server: FakeAkoolServer, poll: PollPolicy = BUDGET, **kwargs: Any) -> AkoolClient:
+def budget_client(
+    server: FakeAkoolServer, poll: PollPolicy = BUDGET_POLL, **kwargs: Any
+) -> AkoolClient:
     kwargs.setdefault("retry", RetryPolicy.fast())
     return AkoolClient(server.api_key, base_url=server.url, poll=poll, wait_timeout=30, **kwargs)
 
@@ -110,7 +91,7 @@ async def test_budget_is_never_exceeded_with_thousands_pending(
     Every call is full, and over the ticks every id gets its turn.
     """
     server = busy_server
-    ids = await create_ids(server, 3000)
+    ids = await queued_ids(server, 3000)
     server.reset_log()
     async with budget_client(server) as client:
         handles = [client.image_to_video.handle(i) for i in ids]
@@ -118,12 +99,12 @@ async def test_budget_is_never_exceeded_with_thousands_pending(
         stats = client.poller.statistics()
     assert 3000 == len({h.id for h in handles})
     starts = sorted(c.started_at for c in calls)
-    window = BUDGET.budget_window
+    window = BUDGET_POLL.budget_window
     busiest = max(sum(1 for t in starts if s <= t < s + window) for s in starts)
-    assert busiest <= CALLS_PER_TICK
+    assert busiest <= BUDGET_CALLS_PER_TICK
     assert [50] * 60 == [len(ids_of(c)) for c in calls[:60]]
     assert set(ids) == {i for c in calls[:60] for i in ids_of(c)}
-    assert stats.max_requests_per_tick <= CALLS_PER_TICK
+    assert stats.max_requests_per_tick <= BUDGET_CALLS_PER_TICK
     assert stats.thinned > 0
 
 
@@ -132,7 +113,7 @@ async def test_a_fresh_id_is_polled_in_the_first_tick_after_its_delay(
 ) -> None:
     """2,000 old ids take 20 ticks to go round; a new id is asked for in the next tick."""
     server = busy_server
-    ids = await create_ids(server, 2000)
+    ids = await queued_ids(server, 2000)
     server.reset_log()
     async with budget_client(server) as client:
         for i in ids:
@@ -142,19 +123,19 @@ async def test_a_fresh_id_is_polled_in_the_first_tick_after_its_delay(
             lambda: len({i for c in server.calls("results") for i in ids_of(c)}) >= 2000
         )
         (fresh,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
-        due = asyncio.get_running_loop().time() + BUDGET.initial_delay
+        due = asyncio.get_running_loop().time() + BUDGET_POLL.initial_delay
         await server.wait_until(lambda: any(fresh.id in ids_of(c) for c in server.calls("results")))
     after = [c for c in server.calls("results") if c.started_at >= due]
     first = next(n for n, c in enumerate(after) if fresh.id in ids_of(c))
     # At most the rest of the tick under way, then the first call of the next tick (a call
     # sent just before ``due`` may reach the fake after it: one tick more of slack).
-    assert first < 3 * CALLS_PER_TICK
+    assert first < 3 * BUDGET_CALLS_PER_TICK
 
 
 async def test_a_1005_slows_the_budget_down(busy_server: FakeAkoolServer) -> None:
     """After a 1005 the next results call waits twice the budget's window, not once."""
     server = busy_server
-    ids = await create_ids(server, 300)
+    ids = await queued_ids(server, 300)
     server.reset_log()
     one_at_a_time = PollPolicy(
         initial_delay=0.05,
