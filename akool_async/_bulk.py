@@ -51,7 +51,8 @@ from ._errors import (
     VideoFailedError,
     WaitTimeoutError,
 )
-from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo, NewRequest
+from ._jobstore import JobRequest
+from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo
 from ._models import VideoStatus
 from ._polling import TaskHandle
 from ._requests import VideoRequest
@@ -91,14 +92,13 @@ class JobLine:
     fingerprint: str
     stem: str
 
-    def as_new_request(self) -> NewRequest:
-        """The journal record of this line."""
-        body = attrs.asdict(self.request)
-        return NewRequest(
+    def as_job_request(self) -> JobRequest:
+        """The journal's (and the job store's) record of this line."""
+        return JobRequest(
             key=self.key,
             line=self.line,
             fingerprint=self.fingerprint,
-            body=body,
+            body=attrs.asdict(self.request),
             count=self.request.count,
             stem=self.stem,
         )

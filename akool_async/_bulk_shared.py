@@ -84,17 +84,7 @@ class _Tag:
 
 def job_requests(jobs: Sequence[JobLine]) -> list[JobRequest]:
     """The store records of a jobs file's valid lines."""
-    return [
-        JobRequest(
-            key=job.key,
-            line=job.line,
-            fingerprint=job.fingerprint,
-            body=attrs.asdict(job.request),
-            count=job.request.count,
-            stem=job.stem,
-        )
-        for job in jobs
-    ]
+    return [job.as_job_request() for job in jobs]
 
 
 def file_digest(data: bytes) -> str:

@@ -32,7 +32,7 @@ from ._jobstore import (
     StoredVideo,
     build_status,
 )
-from ._journal import Journal, JournalVideo, NewRequest
+from ._journal import Journal, JournalVideo
 from ._models import Video, VideoStatus
 
 
@@ -102,17 +102,7 @@ class SqliteJobStore:
         if known is not None:
             return LoadResult(added=0, existing=len(self._journal.requests()))
         before = {r.key for r in self._journal.requests()}
-        self._journal.add_requests(
-            NewRequest(
-                key=r.key,
-                line=r.line,
-                fingerprint=r.fingerprint,
-                body=r.body,
-                count=r.count,
-                stem=r.stem,
-            )
-            for r in requests
-        )
+        self._journal.add_requests(requests)
         self._journal.set_notes({f"job:{self.job}:digest": digest})
         added = sum(1 for r in requests if r.key not in before)
         return LoadResult(added=added, existing=len(requests) - added)

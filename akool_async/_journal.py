@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Final
 
 import attrs
 
@@ -93,10 +93,6 @@ class JournalError(AkoolValueError):
     """The journal cannot be used: locked by another run, not a journal, or in conflict."""
 
 
-#: A request as the journal knows it: the job store's record, one shape for both stores.
-JournalRequest = JobRequest
-
-
 @attrs.frozen(kw_only=True)
 class JournalCreate:
     """One create attempt."""
@@ -124,18 +120,6 @@ class JournalVideo:
     downloaded_at: float | None
     size: int | None
     error: str | None
-
-
-@attrs.frozen(kw_only=True)
-class NewRequest:
-    """What ``Journal.add_requests`` records for one job line."""
-
-    key: str
-    line: int
-    fingerprint: str
-    body: Mapping[str, Any]
-    count: int
-    stem: str
 
 
 class Journal:
@@ -244,7 +228,7 @@ class Journal:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def add_requests(self, requests: Iterable[NewRequest]) -> None:
+    def add_requests(self, requests: Iterable[JobRequest]) -> None:
         """Record every request of a job (one transaction), before anything is created.
 
         A request already in the journal keeps its key and file stem; its line and count are
@@ -289,12 +273,12 @@ class Journal:
                     ),
                 )
 
-    def request(self, key: str) -> JournalRequest | None:
+    def request(self, key: str) -> JobRequest | None:
         """The recorded request ``key``, if any."""
         row = self._db.execute("SELECT * FROM requests WHERE key = ?", (key,)).fetchone()
         return None if row is None else _request(row)
 
-    def requests(self) -> list[JournalRequest]:
+    def requests(self) -> list[JobRequest]:
         """Every recorded request, in file order."""
         rows = self._db.execute("SELECT * FROM requests ORDER BY line, key").fetchall()
         return [_request(row) for row in rows]
@@ -545,8 +529,8 @@ def _release_lock(handle: IO[bytes] | None) -> None:
         handle.close()
 
 
-def _request(row: sqlite3.Row) -> JournalRequest:
-    return JournalRequest(
+def _request(row: sqlite3.Row) -> JobRequest:
+    return JobRequest(
         key=row["key"],
         line=row["line"],
         fingerprint=row["fingerprint"],

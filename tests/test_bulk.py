@@ -154,7 +154,7 @@ async def run_job(
 ) -> BulkOutcome:
     """One bulk run, as the CLI does it: record, recover, run."""
     with Journal.open(journal_path) as journal:
-        journal.add_requests(job.as_new_request() for job in jobs)
+        journal.add_requests(job.as_job_request() for job in jobs)
         journal.recover()
         runner = BulkRunner(
             client,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from akool_async import Video, VideoStatus
+from akool_async._jobstore import JobRequest
 from akool_async._journal import (
     ABANDONED,
     CREATED,
@@ -15,7 +16,6 @@ from akool_async._journal import (
     UNKNOWN,
     Journal,
     JournalError,
-    NewRequest,
 )
 
 
@@ -26,9 +26,9 @@ def request(
     fingerprint: str = "f" * 64,
     count: int = 3,
     stem: str = "a",
-) -> NewRequest:
+) -> JobRequest:
     """A journal request record."""
-    return NewRequest(
+    return JobRequest(
         key=key,
         line=line,
         fingerprint=fingerprint,

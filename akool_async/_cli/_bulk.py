@@ -57,7 +57,7 @@ async def cmd_bulk(args: argparse.Namespace, output: Output) -> int:
         return worst(codes)
     with Journal.open(journal_path) as journal:
         # Every request is on record before anything is created.
-        journal.add_requests(job.as_new_request() for job in jobs)
+        journal.add_requests(job.as_job_request() for job in jobs)
         recovered = journal.recover()
         for create in [] if args.retry_unknown else recovered:
             output.note(
