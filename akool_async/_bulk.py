@@ -53,7 +53,7 @@ from ._errors import (
 )
 from ._jobstore import JobRequest
 from ._journal import REFUSED, UNKNOWN, Journal, JournalVideo
-from ._models import VideoStatus
+from ._models import Video, VideoStatus
 from ._polling import TaskHandle
 from ._requests import VideoRequest
 
@@ -606,20 +606,14 @@ class BulkRunner(CreateObserver[JobLine]):
         target = self._out / row.file_name
         async with self._download_limit:
             try:
-                await self._client.download(video, target, overwrite=True)
-            except (DownloadError, AkoolValueError) as exc:
+                size = await save_video(self._client, video, target)
+            except DownloadError as exc:
                 self._journal.mark_error(row.id, str(exc))
                 stats.errors += 1
                 stats.finished_now += 1
-                error = (
-                    exc
-                    if isinstance(exc, DownloadError)
-                    else DownloadError(str(exc), video_id=row.id)
-                )
-                self.outcome.download_errors.append(error)
+                self.outcome.download_errors.append(exc)
                 self._reporter.event("download_failed", f"line {job.line}: {exc}")
                 return
-        size = (await asyncio.to_thread(target.stat)).st_size
         self._journal.mark_downloaded(row.id, size)
         stats.downloaded += 1
         stats.downloaded_now += 1
@@ -648,6 +642,22 @@ class BulkRunner(CreateObserver[JobLine]):
                 queueing += 1
         self.stats.queueing = queueing
         self.stats.processing = processing
+
+
+async def save_video(client: AkoolClient, video: Video, target: Path) -> int:
+    """Download ``video`` to ``target`` (replacing it) and return its size in bytes.
+
+    Every failure is a ``DownloadError``: a bad target (an ``AkoolValueError``) too, so a
+    runner records one kind of error per video.
+    """
+    try:
+        await asyncio.to_thread(remove_stale_parts, target)
+        await client.download(video, target, overwrite=True)
+    except DownloadError:
+        raise
+    except AkoolValueError as exc:
+        raise DownloadError(str(exc), video_id=video.id) from exc
+    return (await asyncio.to_thread(target.stat)).st_size
 
 
 def _duration(seconds: float) -> str:

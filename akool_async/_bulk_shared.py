@@ -33,7 +33,15 @@ from typing import Final
 import attrs
 
 from ._budget import price_key
-from ._bulk import BulkOutcome, BulkStats, JobLine, LineError, Reporter, parse_jobs
+from ._bulk import (
+    BulkOutcome,
+    BulkStats,
+    JobLine,
+    LineError,
+    Reporter,
+    parse_jobs,
+    save_video,
+)
 from ._client import AkoolClient, client_core
 from ._constants import VIDEO_RETENTION_SECONDS
 from ._creates import (
@@ -44,7 +52,6 @@ from ._creates import (
     CreateTicket,
     plan_batches,
 )
-from ._downloads import remove_stale_parts
 from ._errors import (
     AkoolError,
     AkoolValueError,
@@ -477,20 +484,13 @@ class SharedBulkRunner(CreateObserver[_Tag]):
         target = self._out / row.file_name
         async with self._download_limit:
             try:
-                await asyncio.to_thread(remove_stale_parts, target)
-                await self._client.download(video, target, overwrite=True)
-            except (DownloadError, AkoolValueError) as exc:
+                size = await save_video(self._client, video, target)
+            except DownloadError as exc:
                 self._skip_videos.add(row.id)
                 stats.errors += 1
-                error = (
-                    exc
-                    if isinstance(exc, DownloadError)
-                    else DownloadError(str(exc), video_id=row.id)
-                )
-                self.outcome.download_errors.append(error)
+                self.outcome.download_errors.append(exc)
                 self._reporter.event("download_failed", f"line {row.line}: {exc}")
                 return
-        size = (await asyncio.to_thread(target.stat)).st_size
         await store.mark_downloaded(row.id, self.worker, str(target.resolve()), size)
         stats.downloaded += 1
         stats.downloaded_now += 1
