@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Protocol
 
@@ -79,15 +80,9 @@ def price_key(request: VideoRequest) -> PriceKey:
 
 
 def single_price_key(body: Mapping[str, Any]) -> PriceKey:
-    """The price key of a single (older endpoint) create body."""
+    """The price key of a single (older endpoint) create body, as ``create`` validated it."""
     model = SINGLE_PREMIUM if body.get("is_premium_model") else SINGLE
-    length = body.get("video_length")
-    return (
-        model,
-        str(body.get("resolution") or ""),
-        length if isinstance(length, int) else 5,
-        body.get("audio_type") == 1,
-    )
+    return (model, body["resolution"], body["video_length"], body["audio_type"] == 1)
 
 
 def audio_price_key(audio_type: int) -> PriceKey:
@@ -233,7 +228,7 @@ class CreditBudget:
         cap = self.max_credits
         await self._retry_unsettled(shared)
         waiting_since = asyncio.get_running_loop().time()
-        lowest_held = float("inf")
+        lowest_held = math.inf
         while True:
             estimate = self.estimate(key, count)
             # Raises HubUnavailableError when Redis is away: never create unbudgeted.
@@ -312,7 +307,7 @@ class CreditBudget:
     def _cost(self, spend: Spend) -> float:
         if spend.actual is None:
             return spend.estimate
-        unit = self.quote(spend.key, 1).per_video
+        unit = self.estimate(spend.key, 1)
         cost = 0.0
         for video in spend.actual:
             credit = video.deduction_credit
