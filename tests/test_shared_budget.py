@@ -281,25 +281,18 @@ async def test_a_create_cancelled_while_redis_takes_its_hold_gives_the_hold_back
     assert ((PRICE, 0.0), 1) == (budget, server.call_count("create_batch"))
 
 
-async def test_a_cancelled_create_whose_hold_redis_never_took_ends_quietly(
+async def test_a_cancelled_create_whose_reservation_fails_ends_quietly(
     server: FakeAkoolServer,
     make_redis_server: Callable[..., RedisServer],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A create cancelled while its reservation waits in Redis, and that reservation then
-    fails (Redis holds it past the hub's timeout): the process has no hold to give back, the
-    failure ends quietly (no error escapes into the event loop), nothing is sent or charged.
-    (Redis may still run the script once it goes on: that hold stays, like a crashed
-    process's.)"""
+    """A create cancelled while its reservation waits in Redis, and Redis then refuses that
+    reservation (out of memory): there is no hold to give back, the failure ends quietly (no
+    error escapes into the event loop), and nothing is sent or charged."""
     redis_server = make_redis_server()
     admin = aioredis.Redis.from_url(redis_server.url)
-    hub = RedisHub(
-        redis_server.url,
-        namespace="gave-up",
-        leader_ttl=60.0,
-        heartbeat_ttl=60.0,
-        timeout=0.5,
-    )
+    hub = RedisHub(redis_server.url, namespace="refused", leader_ttl=60.0, heartbeat_ttl=60.0)
+    # Reads still answer out of memory: the one failing command is the reservation's write.
     reservation_failed = asyncio.Event()
     hub.watch_availability(lambda available: None if available else reservation_failed.set())
     try:
@@ -313,7 +306,7 @@ async def test_a_cancelled_create_whose_hold_redis_never_took_ends_quietly(
         ) as client:
             # Joins the cluster and loads the scripts, so the next write is the reservation.
             await client.image_to_video.create_batch(**CREATE_ARGS)
-            assert (PRICE, 0.0) == await budget_becomes(redis_server.url, "gave-up", (PRICE, 0.0))
+            assert (PRICE, 0.0) == await budget_becomes(redis_server.url, "refused", (PRICE, 0.0))
             await pause_writes(admin)
             try:
                 create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
@@ -321,17 +314,20 @@ async def test_a_cancelled_create_whose_hold_redis_never_took_ends_quietly(
                 create.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await create
-                # Redis still holds the reservation's script: the hub gives up on it.
+                await admin.config_set("maxmemory", 1)
+            finally:
+                await admin.client_unpause()
+            try:
                 async with asyncio.timeout(30):
                     await reservation_failed.wait()
             finally:
-                await admin.client_unpause()
+                await admin.config_set("maxmemory", 0)
+            budget = await snapshot(redis_server.url, "refused")
     finally:
         await admin.aclose()
 
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    charged, _ = await snapshot(redis_server.url, "gave-up")
-    assert ([], PRICE, 1) == (errors, charged, server.call_count("create_batch"))
+    assert ([], (PRICE, 0.0), 1) == (errors, budget, server.call_count("create_batch"))
 
 
 @contextlib.asynccontextmanager
