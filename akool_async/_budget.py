@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Protocol
 
@@ -79,15 +80,9 @@ def price_key(request: VideoRequest) -> PriceKey:
 
 
 def single_price_key(body: Mapping[str, Any]) -> PriceKey:
-    """The price key of a single (older endpoint) create body."""
+    """The price key of a single (older endpoint) create body, as ``create`` validated it."""
     model = SINGLE_PREMIUM if body.get("is_premium_model") else SINGLE
-    length = body.get("video_length")
-    return (
-        model,
-        str(body.get("resolution") or ""),
-        length if isinstance(length, int) else 5,
-        body.get("audio_type") == 1,
-    )
+    return (model, body["resolution"], body["video_length"], body["audio_type"] == 1)
 
 
 def audio_price_key(audio_type: int) -> PriceKey:
@@ -161,7 +156,8 @@ class CreditBudget:
         self._settled = asyncio.Event()
         self._shared = shared if self.max_credits is not None else None
         self._settling: set[asyncio.Task[None]] = set()
-        self._unsettled: list[tuple[Spend, float]] = []
+        #: Shared holds whose settlement Redis missed, with their cost: retried later.
+        self._unsettled: list[tuple[Any, float]] = []
         #: Seconds a create waits on shared holds that do not move before it gives up.
         self.stale_after = _SHARED_STALE
 
@@ -232,7 +228,7 @@ class CreditBudget:
         cap = self.max_credits
         await self._retry_unsettled(shared)
         waiting_since = asyncio.get_running_loop().time()
-        lowest_held = float("inf")
+        lowest_held = math.inf
         while True:
             estimate = self.estimate(key, count)
             # Raises HubUnavailableError when Redis is away: never create unbudgeted.
@@ -271,35 +267,37 @@ class CreditBudget:
 
             def give_back(done: asyncio.Future[Any]) -> None:
                 if not done.cancelled() and done.exception() is None and done.result():
-                    self._settle_shared(shared, Spend(("", "", 0, False), 0.0, done.result()), 0)
+                    self._settle_shared(shared, done.result(), 0.0)
 
             attempt.add_done_callback(give_back)
             raise
 
     async def _retry_unsettled(self, shared: SharedCredits) -> None:
         unsettled, self._unsettled = self._unsettled, []
-        for spend, cost in unsettled:
-            self._settle_shared(shared, spend, cost)
+        for reservation, cost in unsettled:
+            self._settle_shared(shared, reservation, cost)
 
     async def flush(self) -> None:
         """Wait until every settlement has reached the shared budget (retrying failed ones)."""
-        if self._shared is not None and self._unsettled:
+        if self._shared is not None:
             await self._retry_unsettled(self._shared)
         while self._settling:
             await asyncio.wait(set(self._settling))
 
-    def _settle_shared(self, shared: SharedCredits, spend: Spend, cost: float) -> None:
+    def _settle_shared(self, shared: SharedCredits, reservation: Any, cost: float) -> None:
+        """Replace ``reservation`` by ``cost`` in the shared budget (give it back at 0)."""
+
         async def settle() -> None:
             try:
                 if cost > _EPSILON:
-                    await shared.settle(spend.reservation, cost)
+                    await shared.settle(reservation, cost)
                 else:
-                    await shared.release(spend.reservation)
+                    await shared.release(reservation)
             except AkoolError as exc:
                 # The hold stays counted in Redis (the cap errs towards stopping early) until
                 # the next create or close tries again.
                 logger.warning("could not settle %g credits in the shared budget: %s", cost, exc)
-                self._unsettled.append((spend, cost))
+                self._unsettled.append((reservation, cost))
 
         # A task, so a create cancelled mid-request still settles (cleanup must not await).
         task = asyncio.get_running_loop().create_task(settle())
@@ -309,7 +307,7 @@ class CreditBudget:
     def _cost(self, spend: Spend) -> float:
         if spend.actual is None:
             return spend.estimate
-        unit = self.quote(spend.key, 1).per_video
+        unit = self.estimate(spend.key, 1)
         cost = 0.0
         for video in spend.actual:
             credit = video.deduction_credit
@@ -324,7 +322,7 @@ class CreditBudget:
         self.reserved = max(0.0, self.reserved - spend.estimate)
         self.charged += cost
         if self._shared is not None and spend.reservation is not None:
-            self._settle_shared(self._shared, spend, cost)
+            self._settle_shared(self._shared, spend.reservation, cost)
         # Wake every waiter, then arm a fresh event for the next round (no lock needed:
         # this runs synchronously, so it is safe inside a cancelled task's cleanup).
         settled, self._settled = self._settled, asyncio.Event()

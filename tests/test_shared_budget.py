@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -34,6 +35,13 @@ PRICE = 20.0
 #: A third-party model: estimated at the fallback 60 before any answer, charged 20 by the fake.
 THIRD_PARTY_ARGS: dict[str, Any] = {**CREATE_ARGS, "model_name": "seedance-1-0-lite-i2v-250428"}
 FALLBACK = 60.0
+#: A single (older endpoint) create: estimated from the docs' table at 20, charged 20.
+SINGLE_ARGS: dict[str, Any] = {
+    **CREATE_ARGS,
+    "prompt": "the cat runs",
+    "negative_prompt": "",
+    "audio_type": 3,
+}
 
 
 @contextlib.asynccontextmanager
@@ -273,6 +281,55 @@ async def test_a_create_cancelled_while_redis_takes_its_hold_gives_the_hold_back
     assert ((PRICE, 0.0), 1) == (budget, server.call_count("create_batch"))
 
 
+async def test_a_cancelled_create_whose_reservation_fails_ends_quietly(
+    server: FakeAkoolServer,
+    make_redis_server: Callable[..., RedisServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A create cancelled while its reservation waits in Redis, and Redis then refuses that
+    reservation (out of memory): there is no hold to give back, the failure ends quietly (no
+    error escapes into the event loop), and nothing is sent or charged."""
+    redis_server = make_redis_server()
+    admin = aioredis.Redis.from_url(redis_server.url)
+    hub = RedisHub(redis_server.url, namespace="refused", leader_ttl=60.0, heartbeat_ttl=60.0)
+    # Reads still answer out of memory: the one failing command is the reservation's write.
+    reservation_failed = asyncio.Event()
+    hub.watch_availability(lambda available: None if available else reservation_failed.set())
+    try:
+        async with AkoolClient(
+            server.api_key,
+            base_url=server.url,
+            poll=FAST_POLL,
+            retry=RetryPolicy.fast(),
+            max_credits=100,
+            hub=hub,
+        ) as client:
+            # Joins the cluster and loads the scripts, so the next write is the reservation.
+            await client.image_to_video.create_batch(**CREATE_ARGS)
+            assert (PRICE, 0.0) == await budget_becomes(redis_server.url, "refused", (PRICE, 0.0))
+            await pause_writes(admin)
+            try:
+                create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+                await wait_for_a_held_script(admin)
+                create.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await create
+                await admin.config_set("maxmemory", 1)
+            finally:
+                await admin.client_unpause()
+            try:
+                async with asyncio.timeout(30):
+                    await reservation_failed.wait()
+            finally:
+                await admin.config_set("maxmemory", 0)
+            budget = await snapshot(redis_server.url, "refused")
+    finally:
+        await admin.aclose()
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert ([], (PRICE, 0.0), 1) == (errors, budget, server.call_count("create_batch"))
+
+
 @contextlib.asynccontextmanager
 async def a_missed_settlement(
     server: FakeAkoolServer, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
@@ -406,6 +463,33 @@ async def test_a_process_with_holds_of_its_own_waits_past_stale_after(
             await asyncio.gather(first, second)
 
     assert (2, (2 * PRICE, 0.0)) == (
+        server.created_count,
+        await snapshot(redis_url, redis_namespace),
+    )
+
+
+async def test_a_process_waits_for_its_own_hold_after_another_of_its_creates_settled(
+    server: FakeAkoolServer, redis_url: str, redis_namespace: str
+) -> None:
+    """Two creates of one process in flight (holding 60 and 20 of a cap of 80), the second
+    answered first: the first still holds its 60 here, so a create that does not fit waits
+    for it (with ``stale_after`` 0, a hold of nobody's would be refused at once), then fits."""
+    with server.holding("create_batch"), server.holding("create"):
+        async with process(server, redis_url, redis_namespace, FALLBACK + PRICE) as client:
+            client_core(client).budget.stale_after = 0.0
+            first = asyncio.create_task(client.image_to_video.create_batch(**THIRD_PARTY_ARGS))
+            await server.wait_for_calls("create_batch")
+            second = asyncio.create_task(client.image_to_video.create(**SINGLE_ARGS))
+            await server.wait_for_calls("create")
+            server.release("create")
+            await second  # 20 charged, 60 held by the first: 20 more does not fit
+            late = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+            # Many looks at the unmoved holds, each past stale_after: the late create waits.
+            await asyncio.wait({late}, timeout=1.0)
+            server.release("create_batch")
+            await asyncio.gather(first, late)
+
+    assert (3, (3 * PRICE, 0.0)) == (
         server.created_count,
         await snapshot(redis_url, redis_namespace),
     )
