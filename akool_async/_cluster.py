@@ -10,7 +10,9 @@ With ``AkoolClient(hub=RedisHub(...))`` every process of a namespace:
   ``max_ids_per_request`` ids, publishing what it learns; if it dies, another takes over
   within a few lease lifetimes and carries on from the ids in Redis. The leader's
   ``PollPolicy`` request budget is the namespace's: however many processes wait, AKOOL sees
-  no more results calls than one client would send;
+  no more results calls than one client would send. Every id is polled once per tick while
+  the budget allows (the duration hint and the growth toward ``max_interval`` are not used),
+  ids never polled yet first, and a call with room takes the ids due soonest along;
 * shares one credit budget (``max_credits``) and AKOOL's rate-limit slow-downs.
 
 Redis trouble never loses a video: while the hub is unreachable the client polls its own
@@ -110,6 +112,8 @@ class Cluster:
         self._published: dict[str, int] = {}
         self._misses: dict[str, int] = {}
         self._ticks = _TickBudget(policy)
+        #: A results call of this step met a rate limit: the hub's slow-down holds the rest.
+        self._rate_limited = False
         self._started = False
         self._closed = False
         self._starting = asyncio.Lock()
@@ -292,7 +296,8 @@ class Cluster:
                     next_renew = now + renew_every
                     await hub.leader.maintain()
                 if hub.leader.is_leader and now >= next_poll:
-                    next_poll = now + await self._poll_due()
+                    wait = await self._poll_due()
+                    next_poll = time.monotonic() + wait
             except AkoolError as exc:
                 # Redis or AKOOL trouble: the availability watch has switched polling back
                 # to this process where needed; try again after a short pause.
@@ -318,30 +323,55 @@ class Cluster:
             return max(0.0, slowed - time.time())
         ticks = self._ticks
         ticks.start_tick_if_due()
-        while hub.leader.is_leader and ticks.calls_left():
+        self._rate_limited = False
+        while hub.leader.is_leader and ticks.calls_left() and not self._rate_limited:
             wait = ticks.wait()
             if wait > 0:
                 return wait
-            horizon = ticks.horizon
             limit = policy.max_ids_per_request
             if policy.fill_calls:
                 # Riders (the ids due soonest after this tick) fill the room: a call costs
                 # the same with 1 id or 50.
-                due, riders = await hub.pending.take_call(horizon, limit, _CLAIM_SECONDS)
+                due, riders = await hub.pending.take_call(ticks.horizon, limit, _CLAIM_SECONDS)
             else:
-                due, riders = await hub.pending.take_due(horizon, limit, _CLAIM_SECONDS), []
+                due = await hub.pending.take_due(ticks.horizon, limit, _CLAIM_SECONDS)
+                riders = []
             if not due:
                 break
-            try:
-                await self._poll_once(due + riders)
-            finally:
-                ticks.answered()
+            await self._poll_chunk(due + riders)
             if len(due) < limit:
                 break  # every due id was in that call
         return ticks.until_next()
 
-    async def _poll_once(self, ids: list[str]) -> None:
-        hub = self.hub
+    async def _poll_chunk(self, ids: list[str]) -> None:
+        """Poll ``ids``; when AKOOL refuses the call as a whole, find out whether one id is why.
+
+        As the local poller does: a refused call is halved and both halves asked again; the
+        search goes on inside the refused half until the culprit stands alone, and if both
+        halves are refused AKOOL refuses these calls whatever they hold, so every id of the
+        chunk is given up. Every call waits for the request budget.
+        """
+        refused = await self._call(ids)
+        while refused is not None:
+            if len(ids) > 1:
+                half = len(ids) // 2
+                halves = (ids[:half], ids[half:])
+                first = await self._call(halves[0])
+                second = await self._call(halves[1])
+                if first is None or second is None:
+                    ids, refused = (halves[0], first) if first is not None else (halves[1], second)
+                    continue
+            for video_id in ids:
+                await self._give_up(video_id, f"AKOOL refused to report it: {refused}")
+            return
+
+    async def _call(self, ids: list[str]) -> AkoolAPIError | None:
+        """One results call for ``ids`` within the budget; returns AKOOL's refusal of the whole
+        call (the ids are then still claimed: the caller decides), else handles the answer."""
+        ticks = self._ticks
+        wait = ticks.wait()
+        if wait > 0:
+            await asyncio.sleep(wait)  # only within a split search: at most a few windows
         try:
             envelope = await self._transport.request(
                 "POST", RESULTS_PATH, json={"_ids": ",".join(ids)}
@@ -349,18 +379,20 @@ class Cluster:
             items = result_items(envelope)
         except AkoolAPIError as exc:
             if isinstance(exc, (AuthenticationError, RateLimitError, UpstreamError)):
+                self._rate_limited = isinstance(exc, RateLimitError)
                 await self._poll_later(ids, exc)
-            elif len(ids) > 1:
-                # One bad id must not sink the healthy ones beside it: ask for each half.
-                half = len(ids) // 2
-                await self._poll_once(ids[:half])
-                await self._poll_once(ids[half:])
-            else:
-                await self._give_up(ids[0], f"AKOOL refused to report it: {exc}")
-            return
+                return None
+            return exc
         except AkoolError as exc:
             await self._poll_later(ids, exc)
-            return
+            return None
+        finally:
+            ticks.answered()
+        await self._handle_answer(ids, items)
+        return None
+
+    async def _handle_answer(self, ids: list[str], items: list[Any]) -> None:
+        hub = self.hub
         final: list[str] = []
         seen: set[str] = set()
         for item in items:
@@ -397,18 +429,22 @@ class Cluster:
             await self._reschedule(rest)
 
     async def _reschedule(self, ids: list[str]) -> None:
-        """Due again after the interval, or after an id's own (slower) webhook cadence."""
-        now, interval = time.time(), self._policy.interval
+        """Due again at the next tick, or after an id's own (slower) webhook cadence.
+
+        From the tick's start, not from this answer (as the local poller schedules): ids
+        polled late in a tick the budget stretched must not miss the next one.
+        """
+        now, next_tick = time.time(), self._ticks.next_tick_at
         by_due: dict[float, list[str]] = {}
         for video_id, cadence in zip(ids, await self.hub.pending.cadences(ids), strict=True):
-            by_due.setdefault(now + max(interval, cadence or 0.0), []).append(video_id)
+            by_due.setdefault(max(next_tick, now + (cadence or 0.0)), []).append(video_id)
         for due, group in by_due.items():
             await self.hub.pending.reschedule(group, due)
 
     async def _poll_later(self, ids: list[str], exc: AkoolError) -> None:
         logger.warning("cluster results call for %d ids failed: %s", len(ids), exc)
-        # Due again after the normal interval: nothing lost, nothing polled twice now.
-        await self.hub.pending.reschedule(ids, time.time() + self._policy.interval)
+        # Due again at the next tick: nothing lost, nothing polled twice now.
+        await self.hub.pending.reschedule(ids, self._ticks.next_tick_at)
 
     async def _give_up(self, video_id: str, why: str) -> None:
         """Tell every process AKOOL will not report ``video_id``: its handles fail."""
@@ -499,6 +535,8 @@ class _TickBudget:
         self._left: int | None = 0
         #: This tick's ids are those due by then (unix seconds, as Redis scores them).
         self.horizon = 0.0
+        #: When the next tick starts (unix seconds): when the ids this tick polls are due.
+        self.next_tick_at = 0.0
 
     def start_tick_if_due(self) -> None:
         now = time.monotonic()
@@ -509,7 +547,9 @@ class _TickBudget:
             # rescheduled at the end of the last tick are due a little after the next one
             # starts, and without this they would be polled every other tick only. Fixed
             # for the tick: ids it polled early on must not come due again before it ends.
-            self.horizon = time.time() + self._interval / 2
+            wall = time.time()
+            self.horizon = wall + self._interval / 2
+            self.next_tick_at = wall + self._interval
 
     def calls_left(self) -> bool:
         return self._left is None or self._left > 0

@@ -1,4 +1,4 @@
-"""How soon a finished video is seen, and at what request cost: three ways of waiting.
+"""How soon a finished video is seen, and at what request cost: ways of waiting compared.
 
 Run: ``make bench`` (or ``.venv/bin/python benchmarks/bench_latency.py --sizes 200:0.1``).
 
@@ -13,7 +13,11 @@ every policy with it, and every figure below is converted back to real seconds. 
     max_requests_per_second=None, learn_durations=False)`` (first poll 5 s, then 5 s growing
     x1.5 up to 30 s);
 (c) ``new default``: ``PollPolicy()`` (every id each 5 s in filled calls, 2 calls/s budget,
-    duration hint on: with every video created at once there is no history for it to use).
+    duration hint on: with every video created at once there is no history for it to use);
+(c) ``warm``: the new default in a client that has first waited for one batch of 10 videos
+    of the same shape (not counted), so the duration hint has history.
+
+``--modes per-job,new`` runs some of them only.
 
 Printed: results calls, calls per second at the peak (the most calls the fake received in
 any one real second), client CPU seconds (user+sys while waiting, not scaled), and detection
@@ -50,6 +54,14 @@ MODES = {
     "new": "(c) new default",
     "warm": "(c) new default, warm",
 }
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = text.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0]!r}; choose from {list(MODES)}")
+    return modes
 
 
 def cpu_seconds() -> float:
@@ -250,7 +262,12 @@ def print_table(results: list[tuple[int, float, str, dict[str, Any]]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200:0.1,2000:0.25", help="N:scale,...")
-    parser.add_argument("--modes", default=",".join(MODES), help="which of " + ",".join(MODES))
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        type=parse_modes,
+        help="comma-separated, of: " + ",".join(MODES),
+    )
     parser.add_argument("--hint-study", action="store_true")
     parser.add_argument("--client", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -289,7 +306,7 @@ def main() -> None:
         else:
             for size in args.sizes.split(","):
                 n, scale = int(size.split(":")[0]), float(size.split(":")[1])
-                for mode in args.modes.split(","):
+                for mode in args.modes:
                     label = MODES[mode]
                     results.append((n, scale, label, run_client(fake, mode, n, scale)))
         print_table(results)

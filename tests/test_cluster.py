@@ -311,9 +311,13 @@ async def test_webhook_ids_keep_their_slow_backstop_cadence_in_the_cluster(
             return sum(video_id in c.body["_ids"].split(",") for c in server.calls("results"))
 
         await server.wait_until(lambda: polled(plain.ids[0]) >= 3, timeout=20)
-        with_plain = [c.body["_ids"].split(",") for c in server.calls("results")]
-    rode_along = [hooked.ids[0] in ids for ids in with_plain if plain.ids[0] in ids]
-    assert ([True] * len(rode_along) if fill else [False] * len(rode_along)) == rode_along
+        asked = [c.body["_ids"].split(",") for c in server.calls("results")]
+    if fill:
+        # Only ever alongside the plain id, never on its own.
+        assert all(plain.ids[0] in ids for ids in asked if hooked.ids[0] in ids)
+        assert any(hooked.ids[0] in ids for ids in asked)
+    else:
+        assert 0 == polled(hooked.ids[0])
 
 
 def ids_in(call: Any) -> list[str]:
@@ -367,6 +371,67 @@ async def test_a_fresh_id_is_not_kept_behind_thousands_of_overdue_ones(
     # Its initial delay (one tick), the registration's round trip, then the next tick's first
     # call; behind the 2,000 overdue ids it would wait 20 ticks (40 calls).
     assert first < 4 * BUDGET_CALLS_PER_TICK
+
+
+async def test_a_refusing_akool_is_searched_within_the_budget(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """AKOOL refuses every results call (1003): the leader asks each chunk, then its two
+    halves, and gives up, failing every handle; the split calls stay within the budget."""
+    server.queue_seconds = 3600.0
+    ids = await queued_ids(server, 300)
+    server.max_ids_per_results = 0
+    server.reset_log()
+    client = cluster(poll=BUDGET_POLL)
+    async with client:
+        handles = [client.image_to_video.handle(i) for i in ids]
+        outcomes = await asyncio.gather(
+            *(h.wait(timeout=60) for h in handles), return_exceptions=True
+        )
+    assert all(isinstance(o, NotFoundError) for o in outcomes), outcomes[:3]
+    calls = server.calls("results")
+    starts = sorted(c.started_at for c in calls)
+    window = BUDGET_POLL.budget_window
+    assert max(sum(1 for t in starts if s <= t < s + window) for s in starts) <= 2
+    asked = [tuple(ids_in(c)) for c in calls]
+    halves = {p for a in asked if len(a) > 1 for p in (a[: len(a) // 2], a[len(a) // 2 :])}
+    chunks = [a for a in asked if a not in halves]
+    assert sorted(p for c in chunks for p in (c, c[: len(c) // 2], c[len(c) // 2 :])) == sorted(
+        asked
+    )
+    assert sorted(ids) == sorted(i for c in chunks for i in c)
+
+
+async def test_ids_polled_in_one_tick_are_due_together_at_the_next(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """450 ids in 9 calls a tick, the budget pacing them over most of the tick: every id a
+    tick polls is due again when the next tick starts (as in the local poller), not an
+    interval after its own call, which would push the ids of the tick's last calls past the
+    next tick."""
+    server.queue_seconds = 3600.0
+    ids = await queued_ids(server, 450)
+    server.reset_log()
+    poll = PollPolicy(
+        initial_delay=0.05,
+        interval=0.1,
+        jitter=0.0,
+        max_requests_per_second=100,
+        budget_window=0.02,  # 2 calls per 0.02 s: 9 calls take most of a 0.1 s tick
+    )
+    client = cluster(poll=poll)
+    async with client:
+        for i in ids:
+            client.image_to_video.handle(i)
+        await server.wait_for_calls("results", 9 * 4, answered=True, timeout=60)
+        assert client.hub is not None
+        dues = await client.hub.pending.due_times(ids)
+    # Claimed ids (a call in flight) are pushed 30 s ahead; the others are due at this tick's
+    # start (not polled in it yet) or at the next tick's.
+    known = [d for d in dues if d is not None]
+    assert len(ids) == len(known)
+    scheduled = {d for d in known if d < min(known) + 10}
+    assert len(scheduled) <= 2, sorted(scheduled)
 
 
 @pytest.mark.parametrize("max_credits", [None, 100.0])

@@ -2,7 +2,7 @@
 
 * ``{ns}:pending``: a sorted set of ids scored by their next due time (unix seconds).
 * ``{ns}:fresh``: ids never polled yet, scored by their first due time: the leader takes
-  these first.
+  these first. An id leaves it when rescheduled (it was polled) or dropped.
 * ``{ns}:waiters``: per id, how many live processes wait for it.
 * ``{ns}:procs``: a sorted set of process ids scored by their heartbeat deadline (server time).
 * ``{ns}:proc:{process id}:ids``: the ids one process waits for.
@@ -94,7 +94,8 @@ class PendingRegistry:
             return 0
         with self.connection.guard("unregister pending ids"):
             dropped = await self._scripts["UNREGISTER"](
-                keys=[self.pending_key, self.waiters_key, self.own_key], args=batch
+                keys=[self.pending_key, self.waiters_key, self.own_key, self.fresh_key],
+                args=batch,
             )
         return int(dropped)
 
@@ -157,12 +158,16 @@ class PendingRegistry:
         return ids[:due], ids[due:]
 
     async def reschedule(self, ids: Iterable[str], due: float) -> None:
-        """Set the next due time of ids still pending (ids dropped meanwhile stay dropped)."""
+        """Set the next due time of ids still pending (ids dropped meanwhile stay dropped).
+
+        A rescheduled id has been polled: it is no longer fresh.
+        """
         batch = _ids(ids)
         if not batch:
             return
         with self.connection.guard("reschedule pending ids") as client:
             await client.zadd(self.pending_key, dict.fromkeys(batch, due), xx=True)
+            await client.zrem(self.fresh_key, *batch)
 
     async def drop_final(self, ids: Iterable[str]) -> None:
         """Stop polling ``ids`` (they are final); their waiters still unregister as usual."""
@@ -171,6 +176,7 @@ class PendingRegistry:
             return
         with self.connection.guard("drop final ids") as client:
             await client.zrem(self.pending_key, *batch)
+            await client.zrem(self.fresh_key, *batch)
             await client.hdel(self.cadence_key, *batch)
 
     async def set_cadence(self, ids: Iterable[str], seconds: float) -> None:
@@ -212,7 +218,13 @@ class PendingRegistry:
     async def _reap(self, process_id: str, *, force: bool) -> int:
         with self.connection.guard("reap orphans"):
             dropped = await self._scripts["REAP"](
-                keys=[self.pending_key, self.waiters_key, self.ids_key(process_id), self.procs_key],
+                keys=[
+                    self.pending_key,
+                    self.waiters_key,
+                    self.ids_key(process_id),
+                    self.procs_key,
+                    self.fresh_key,
+                ],
                 args=[process_id, "1" if force else "0"],
             )
         return int(dropped)

@@ -66,6 +66,8 @@ for i = 5, #ARGV do
   end
   if not redis.call('ZSCORE', KEYS[1], id) then
     redis.call('ZADD', KEYS[5], ARGV[4], id)
+  else
+    redis.call('ZADD', KEYS[5], 'XX', 'LT', ARGV[4], id)
   end
   redis.call('ZADD', KEYS[1], 'LT', ARGV[4], id)
 end
@@ -74,16 +76,18 @@ return added
 """
 )
 
-# Stops a process waiting for `ids`; an id nobody waits for any more leaves the pending set.
-# KEYS: pending zset, waiters hash, the process's id set. Returns how many ids left.
+# Stops a process waiting for `ids`; an id nobody waits for any more leaves the pending set
+# (and the fresh set). KEYS: pending zset, waiters hash, the process's id set; `fresh` is the
+# fresh zset's key. Returns how many ids left.
 _FORGET: Final = """
-local function forget(ids)
+local function forget(ids, fresh)
   local dropped = 0
   for _, id in ipairs(ids) do
     if redis.call('SREM', KEYS[3], id) == 1 then
       if redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
         redis.call('HDEL', KEYS[2], id)
         redis.call('ZREM', KEYS[1], id)
+        redis.call('ZREM', fresh, id)
         dropped = dropped + 1
       end
     end
@@ -92,11 +96,12 @@ local function forget(ids)
 end
 """
 
-#: KEYS: pending zset, waiters hash, this process's id set. ARGV: id...
+#: KEYS: pending zset, waiters hash, this process's id set, fresh zset. ARGV: id...
 #: Returns how many ids left the pending set (no other process waits for them).
-UNREGISTER: Final = _FORGET + "return forget(ARGV)\n"
+UNREGISTER: Final = _FORGET + "return forget(ARGV, KEYS[4])\n"
 
-#: KEYS: pending zset, waiters hash, a process's id set, processes zset. ARGV: process id,
+#: KEYS: pending zset, waiters hash, a process's id set, processes zset, fresh zset.
+#: ARGV: process id,
 #: "1" to reap it even if alive (a process retiring itself).
 #: If the process's heartbeat has run out, forgets all its ids and the process itself.
 #: Returns the number of ids that left the pending set, or -1 if the process is alive.
@@ -106,7 +111,7 @@ REAP: Final = (
     + """
 local deadline = redis.call('ZSCORE', KEYS[4], ARGV[1])
 if ARGV[2] ~= '1' and deadline and tonumber(deadline) >= now then return -1 end
-local dropped = forget(redis.call('SMEMBERS', KEYS[3]))
+local dropped = forget(redis.call('SMEMBERS', KEYS[3]), KEYS[5])
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return dropped
@@ -140,12 +145,14 @@ return 0
 #: For the leader only: the ids due by `now` (at most `limit`), fresh ones first (thousands of
 #: overdue old ids must not starve a new one); with fill, room left in a call some due id
 #: makes is filled with the ids due soonest after `now`. All are pushed to `claimed until` so
-#: that no one takes them again before they are rescheduled. Fresh entries of ids no longer
-#: pending are dropped on the way.
-#: Returns {number due, id...}, or nil if not the leader.
+#: that no one takes them again before they are rescheduled. An id stays fresh until it is
+#: rescheduled or dropped, so one whose call died with its leader keeps its place; fresh
+#: entries of ids no longer pending are dropped on the way. Returns {number due, id...}, or
+#: nil if not the leader.
 TAKE_DUE: Final = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
 local limit = tonumber(ARGV[3])
+local now = tonumber(ARGV[2])
 local ids, taken = {}, {}
 local function take(id)
   if #ids < limit and not taken[id] then
@@ -153,9 +160,15 @@ local function take(id)
     taken[id] = true
   end
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, limit)) do
-  redis.call('ZREM', KEYS[3], id)
-  if redis.call('ZSCORE', KEYS[1], id) then take(id) end
+-- Claimed fresh ids (a call in flight) are skipped, so look a little past `limit`.
+local fresh = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, 4 * limit)
+for _, id in ipairs(fresh) do
+  local due = redis.call('ZSCORE', KEYS[1], id)
+  if not due then
+    redis.call('ZREM', KEYS[3], id)
+  elseif tonumber(due) <= now then
+    take(id)
+  end
 end
 if #ids < limit then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, limit)) do
@@ -167,9 +180,8 @@ if ARGV[5] == '1' and due > 0 and due < limit then
   local after = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '+inf', 'LIMIT', 0, limit)
   for _, id in ipairs(after) do take(id) end
 end
-for i, id in ipairs(ids) do
+for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[1], 'XX', ARGV[4], id)
-  if i > due then redis.call('ZREM', KEYS[3], id) end
 end
 table.insert(ids, 1, due)
 return ids
