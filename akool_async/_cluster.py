@@ -11,8 +11,9 @@ With ``AkoolClient(hub=RedisHub(...))`` every process of a namespace:
   within a few lease lifetimes and carries on from the ids in Redis. The leader's
   ``PollPolicy`` request budget is the namespace's: however many processes wait, AKOOL sees
   no more results calls than one client would send. Every id is polled once per tick while
-  the budget allows (the duration hint and the growth toward ``max_interval`` are not used),
-  ids never polled yet first, and a call with room takes the ids due soonest along;
+  the budget allows (no growth toward ``max_interval``), ids never polled yet first (from
+  where the duration hint of the process that waits for them puts their first poll), and a
+  call with room takes the ids due soonest along;
 * shares one credit budget (``max_credits``) and AKOOL's rate-limit slow-downs.
 
 Redis trouble never loses a video: while the hub is unreachable the client polls its own
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -238,7 +240,8 @@ class Cluster:
             policy = self._policy
             now = time.time()
             if polled:
-                await pending.register(polled, now + policy.delay(0))
+                for due, group in self._first_dues(polled, now + policy.delay(0)).items():
+                    await pending.register(group, due)
             if hooked:
                 await pending.register(hooked, now + policy.delay(0, webhook=True))
                 await pending.set_cadence(hooked, policy.webhook_interval)
@@ -249,6 +252,20 @@ class Cluster:
             await pending.unregister(leaving)
             for video_id in leaving:
                 self._to_unregister.pop(video_id, None)
+
+    def _first_dues(self, ids: list[str], first: float) -> dict[float, list[str]]:
+        """Ids by their first due time: ``first``, or later where a duration hint says a video
+        cannot be done yet (rounded up to half a second so that few registrations carry many
+        ids)."""
+        by_due: dict[float, list[str]] = {}
+        for video_id in ids:
+            due = first
+            for poller in self._pollers:
+                hinted = poller.hinted_until(video_id)
+                if hinted is not None and hinted > due:
+                    due = math.ceil(hinted * 2) / 2
+            by_due.setdefault(due, []).append(video_id)
+        return by_due
 
     # --- the loops ----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
@@ -544,6 +545,16 @@ class Poller:
     def pending_ids(self) -> list[str]:
         """The ids being polled now."""
         return list(self._entries)
+
+    def hinted_until(self, video_id: str) -> float | None:
+        """Unix time before which a duration hint says ``video_id`` cannot be done, or None.
+
+        For a hub's leader, which polls in this poller's stead.
+        """
+        entry = self._entries.get(video_id)
+        if entry is None or entry.hint_until <= 0:
+            return None
+        return time.time() + entry.hint_until - asyncio.get_running_loop().time()
 
     def statistics(self) -> PollerStatistics:
         """A snapshot of the work done so far."""

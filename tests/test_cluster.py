@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -432,6 +433,24 @@ async def test_ids_polled_in_one_tick_are_due_together_at_the_next(
     assert len(ids) == len(known)
     scheduled = {d for d in known if d < min(known) + 10}
     assert len(scheduled) <= 2, sorted(scheduled)
+
+
+async def test_the_leader_first_polls_a_known_shape_near_when_it_can_be_done(
+    cluster: MakeClient, server: FakeAkoolServer
+) -> None:
+    """After one video of a shape took about 0.55 s, the leader does not ask for the next one
+    before half that time: the waiting process's duration hint goes with its registration."""
+    server.process_seconds = 0.5
+    poll = PollPolicy(initial_delay=0.02, interval=0.02, jitter=0.0, max_requests_per_second=None)
+    client = cluster(poll=poll)
+    async with client:
+        (first,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+        await first
+        (second,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
+        created = time.monotonic()  # the fake's clock
+        await second
+    polls = [c for c in server.calls("results") if second.id in ids_in(c)]
+    assert polls[0].started_at >= created + 0.5 * 0.55 - 0.01  # update_time is in whole ms
 
 
 @pytest.mark.parametrize("max_credits", [None, 100.0])
