@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 import traceback
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 from _redis_server import RedisServer, clean_namespace, dump_namespace, free_port
 
 from akool_async import AkoolConnectionError, AkoolValueError, ClientClosedError
-from akool_async.redis import HubEvent, HubUnavailableError, RedisHub
+from akool_async.redis import BudgetSnapshot, HubEvent, HubUnavailableError, RedisHub
 
 ITEM = {"_id": "v1", "status": 3, "video_url": "https://cdn.example/v1.mp4"}
 
@@ -435,6 +436,73 @@ async def test_ids_of_a_dead_process_are_reaped(
 
 
 # --- shared budget -------------------------------------------------------------------------
+
+
+class ReplyDropper:
+    """A loopback TCP proxy in front of redis-server that swallows its answers while
+    ``dropping``: commands still run, their callers time out."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urllib.parse.urlsplit(upstream)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 6379
+        self.dropping = False
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> ReplyDropper:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        for pump in (
+            self._pump(reader, up_writer, answers=False),
+            self._pump(up_reader, writer, answers=True),
+        ):
+            task = asyncio.create_task(pump)
+            self._pumps.add(task)
+
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, answers: bool
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                if not (answers and self.dropping):
+                    sink.write(data)
+                    await sink.drain()
+        except ConnectionError:
+            pass
+        finally:
+            sink.close()
+
+
+async def test_a_reservation_whose_answer_is_lost_is_held_once_and_given_back(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """Redis runs a reservation but its answer never comes back (redis-py sends it again, and
+    that answer is lost too): the caller sees HubUnavailableError and sends no create, so the
+    hold, taken once, is given back by the next budget command; the cap is not eaten."""
+    async with (
+        ReplyDropper(redis_url) as proxy,
+        RedisHub(proxy.url, namespace=redis_namespace, timeout=0.3, stream_block=0.05) as hub,
+    ):
+        assert await hub.budget.reserve(5, 100) is not None  # the scripts are loaded
+        proxy.dropping = True
+        with pytest.raises(HubUnavailableError):
+            await hub.budget.reserve(20, 100)
+        proxy.dropping = False
+        assert await hub.budget.reserve(10, 100) is not None
+        assert BudgetSnapshot(charged=0.0, reserved=15.0) == await hub.budget.snapshot()
 
 
 async def test_reserve_settle_release(hub: RedisHub) -> None:

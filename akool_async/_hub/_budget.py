@@ -5,6 +5,10 @@ ones, ``{ns}:budget:open`` each open reservation. A reservation is checked again
 and added in one Lua script, so the committed total never passes the cap whatever the number
 of processes. A crashed process's open reservations stay committed: its creates may have been
 billed, and the budget must not hand that money out twice.
+
+A reservation whose answer was lost (a timeout after Redis ran it, perhaps twice when the
+client sent it again) was never used: it is held once, and given back by the next budget
+command that reaches Redis.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import uuid
 
 from redis.commands.core import AsyncScript
 
-from .._errors import AkoolValueError
+from .._errors import AkoolValueError, HubUnavailableError
 from . import _scripts
 from ._connection import HubConnection
 from ._records import BudgetSnapshot, Reservation
@@ -35,6 +39,8 @@ class SharedBudget:
         self.charged_key = connection.key("budget", "charged")
         self.open_key = connection.key("budget", "open")
         self._scripts: dict[str, AsyncScript] = {}
+        #: Reservations whose answer was lost: maybe held, never used; given back next time.
+        self._lost: list[Reservation] = []
 
     def bind(self) -> None:
         """Register the scripts on the (now open) client."""
@@ -49,17 +55,23 @@ class SharedBudget:
         """
         held = _amount(amount, "amount")
         limit = _amount(cap, "cap")
+        await self._give_back_lost()
         reservation = Reservation(id=uuid.uuid4().hex, amount=held)
-        with self.connection.guard("reserve credits"):
-            ok = await self._scripts["RESERVE"](
-                keys=[self.committed_key, self.open_key],
-                args=[reservation.id, repr(held), repr(limit)],
-            )
+        try:
+            with self.connection.guard("reserve credits"):
+                ok = await self._scripts["RESERVE"](
+                    keys=[self.committed_key, self.open_key],
+                    args=[reservation.id, repr(held), repr(limit)],
+                )
+        except HubUnavailableError:
+            self._lost.append(reservation)
+            raise
         return reservation if int(ok) else None
 
     async def settle(self, reservation: Reservation, actual: float) -> bool:
         """Replace a reservation by what the create really cost; False if already settled."""
         cost = _amount(actual, "actual")
+        await self._give_back_lost()
         with self.connection.guard("settle credits"):
             done = await self._scripts["SETTLE"](
                 keys=[self.committed_key, self.charged_key, self.open_key],
@@ -69,11 +81,21 @@ class SharedBudget:
 
     async def release(self, reservation: Reservation) -> bool:
         """Give a reservation back (the create was refused); False if already settled."""
+        await self._give_back_lost()
+        return await self._release(reservation)
+
+    async def _release(self, reservation: Reservation) -> bool:
         with self.connection.guard("release credits"):
             done = await self._scripts["RELEASE_RESERVATION"](
                 keys=[self.committed_key, self.open_key], args=[reservation.id]
             )
         return bool(int(done))
+
+    async def _give_back_lost(self) -> None:
+        """Give back the reservations whose answer was lost (raises if Redis is still away)."""
+        while self._lost:
+            await self._release(self._lost[0])
+            self._lost.pop(0)
 
     async def charged(self) -> float:
         """Credits settled by every process of the namespace."""

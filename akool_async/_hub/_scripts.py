@@ -189,8 +189,10 @@ return ids
 
 # Float sums of prices like 22.5 must not trip the cap by rounding noise.
 #: KEYS: committed, open reservations hash. ARGV: reservation id, amount, cap.
-#: committed = charged + reserved; reserves only if it stays within the cap.
+#: committed = charged + reserved; reserves only if it stays within the cap. Idempotent per
+#: id: a client resending it after a lost reply holds it once.
 RESERVE: Final = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 1 end
 local committed = tonumber(redis.call('GET', KEYS[1]) or '0')
 if committed + tonumber(ARGV[2]) > tonumber(ARGV[3]) + 1e-9 then return 0 end
 redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
