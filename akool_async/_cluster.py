@@ -114,8 +114,6 @@ class Cluster:
         self._published: dict[str, int] = {}
         self._misses: dict[str, int] = {}
         self._ticks = _TickBudget(policy)
-        #: A results call of this step met a rate limit: the hub's slow-down holds the rest.
-        self._rate_limited = False
         self._started = False
         self._closed = False
         self._starting = asyncio.Lock()
@@ -151,6 +149,7 @@ class Cluster:
         self._tasks = [
             asyncio.create_task(self._tail(last_id), name="akool-async-hub-tail"),
             asyncio.create_task(self._maintain(), name="akool-async-hub-maintain"),
+            asyncio.create_task(self._lead(), name="akool-async-hub-lead"),
         ]
 
     @property
@@ -293,11 +292,11 @@ class Cluster:
         return video.status.is_terminal
 
     async def _maintain(self) -> None:
-        """Heartbeat, lease, registrations and, while leader, the cluster's polling."""
+        """Heartbeat, lease and registrations (the polling runs apart: ``_lead``)."""
         hub = self.hub
         renew_every = hub.leader.ttl / 3
         beat_every = hub.pending.heartbeat_ttl / 3
-        next_renew = next_beat = next_poll = 0.0
+        next_renew = next_beat = 0.0
         while not self._closed:
             now = time.monotonic()
             try:
@@ -312,27 +311,35 @@ class Cluster:
                 if now >= next_renew:
                     next_renew = now + renew_every
                     await hub.leader.maintain()
-                if hub.leader.is_leader and now >= next_poll:
-                    wait = await self._poll_due()
-                    next_poll = time.monotonic() + wait
             except AkoolError as exc:
-                # Redis or AKOOL trouble: the availability watch has switched polling back
-                # to this process where needed; try again after a short pause.
+                # Redis trouble: the availability watch has switched polling back to this
+                # process where needed; try again after a short pause.
                 logger.debug("hub maintenance step failed: %s", exc)
                 await asyncio.sleep(_IDLE_STEP)
                 continue
-            wake = min(next_beat, next_renew, next_poll if hub.leader.is_leader else next_renew)
+            wake = min(next_beat, next_renew)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, min(wake - time.monotonic(), _IDLE_STEP))):
                     await self._dirty.wait()
 
-    async def _poll_due(self) -> float:
-        """Poll the due ids of the namespace within the request budget.
+    async def _lead(self) -> None:
+        """While this process holds the lease: the cluster's polling, tick after tick.
 
-        Returns the seconds until the next step: the next tick, or the moment the budget
-        allows the next call of this one (the maintenance loop keeps the heartbeat and the
-        lease going meanwhile).
+        A task of its own, so that waiting for the request budget never holds up the
+        heartbeat or the lease.
         """
+        while not self._closed:
+            wait = _IDLE_STEP
+            if self.hub.leader.is_leader:
+                try:
+                    wait = await self._poll_due()
+                except AkoolError as exc:
+                    logger.debug("hub polling step failed: %s", exc)
+            await asyncio.sleep(wait)
+
+    async def _poll_due(self) -> float:
+        """Poll the due ids of the namespace within the request budget (waiting for it);
+        returns the seconds until the next tick."""
         hub = self.hub
         policy = self._policy
         slowed = await hub.slowed_until()
@@ -340,11 +347,7 @@ class Cluster:
             return max(0.0, slowed - time.time())
         ticks = self._ticks
         ticks.start_tick_if_due()
-        self._rate_limited = False
-        while hub.leader.is_leader and ticks.calls_left() and not self._rate_limited:
-            wait = ticks.wait()
-            if wait > 0:
-                return wait
+        while hub.leader.is_leader and ticks.calls_left():
             limit = policy.max_ids_per_request
             if policy.fill_calls:
                 # Riders (the ids due soonest after this tick) fill the room: a call costs
@@ -355,58 +358,74 @@ class Cluster:
                 riders = []
             if not due:
                 break
-            await self._poll_chunk(due + riders)
+            if not await self._poll_chunk(due + riders):
+                break
             if len(due) < limit:
                 break  # every due id was in that call
         return ticks.until_next()
 
-    async def _poll_chunk(self, ids: list[str]) -> None:
+    async def _poll_chunk(self, ids: list[str]) -> bool:
         """Poll ``ids``; when AKOOL refuses the call as a whole, find out whether one id is why.
 
         As the local poller does: a refused call is halved and both halves asked again; the
         search goes on inside the refused half until the culprit stands alone, and if both
         halves are refused AKOOL refuses these calls whatever they hold, so every id of the
-        chunk is given up. Every call waits for the request budget.
+        chunk is given up. Every call waits for the request budget. A call that fails
+        otherwise (a rate limit, AKOOL or the network down) ends the search, and what it has
+        not asked yet waits for the next tick: returns False then.
         """
-        refused = await self._call(ids)
-        while refused is not None:
+        outcome = await self._call(ids)
+        while isinstance(outcome, AkoolAPIError):
             if len(ids) > 1:
                 half = len(ids) // 2
                 halves = (ids[:half], ids[half:])
                 first = await self._call(halves[0])
+                if first is _FAILED:
+                    await self._poll_later(halves[1])
+                    return False
                 second = await self._call(halves[1])
+                if second is _FAILED:
+                    if isinstance(first, AkoolAPIError):
+                        await self._poll_later(halves[0])
+                    return False
                 if first is None or second is None:
-                    ids, refused = (halves[0], first) if first is not None else (halves[1], second)
+                    # The search goes on in the refused half, if any.
+                    ids, outcome = (halves[0], first) if first is not None else (halves[1], second)
                     continue
             for video_id in ids:
-                await self._give_up(video_id, f"AKOOL refused to report it: {refused}")
-            return
+                await self._give_up(video_id, f"AKOOL refused to report it: {outcome}")
+            return True
+        return outcome is not _FAILED
 
-    async def _call(self, ids: list[str]) -> AkoolAPIError | None:
-        """One results call for ``ids`` within the budget; returns AKOOL's refusal of the whole
-        call (the ids are then still claimed: the caller decides), else handles the answer."""
+    async def _call(self, ids: list[str]) -> AkoolAPIError | _CallFailed | None:
+        """One results call for ``ids``, once the budget allows.
+
+        Returns AKOOL's refusal of the whole call (the ids are then still claimed: the caller
+        decides), ``_FAILED`` when the call failed otherwise (the ids wait for the next tick),
+        or None when the answer was handled.
+        """
         ticks = self._ticks
-        wait = ticks.wait()
-        if wait > 0:
-            await asyncio.sleep(wait)  # only within a split search: at most a few windows
+        await asyncio.sleep(ticks.wait())
         try:
             envelope = await self._transport.request(
                 "POST", RESULTS_PATH, json={"_ids": ",".join(ids)}
             )
             items = result_items(envelope)
         except AkoolAPIError as exc:
-            if isinstance(exc, (AuthenticationError, RateLimitError, UpstreamError)):
-                self._rate_limited = isinstance(exc, RateLimitError)
-                await self._poll_later(ids, exc)
-                return None
-            return exc
+            if not isinstance(exc, (AuthenticationError, RateLimitError, UpstreamError)):
+                return exc
+            failure: AkoolError = exc
         except AkoolError as exc:
-            await self._poll_later(ids, exc)
+            failure = exc
+        else:
+            await self._handle_answer(ids, items)
             return None
         finally:
             ticks.answered()
-        await self._handle_answer(ids, items)
-        return None
+        # The same call would fail again now: the rest of this tick waits as well.
+        logger.warning("cluster results call for %d ids failed: %s", len(ids), failure)
+        await self._poll_later(ids)
+        return _FAILED
 
     async def _handle_answer(self, ids: list[str], items: list[Any]) -> None:
         hub = self.hub
@@ -458,10 +477,9 @@ class Cluster:
         for due, group in by_due.items():
             await self.hub.pending.reschedule(group, due)
 
-    async def _poll_later(self, ids: list[str], exc: AkoolError) -> None:
-        logger.warning("cluster results call for %d ids failed: %s", len(ids), exc)
-        # Due again at the next tick: nothing lost, nothing polled twice now.
-        await self.hub.pending.reschedule(ids, self._ticks.next_tick_at)
+    async def _poll_later(self, ids: list[str]) -> None:
+        """Due again at the next tick, unanswered (a fresh id stays fresh)."""
+        await self.hub.pending.reschedule(ids, self._ticks.next_tick_at, polled=False)
 
     async def _give_up(self, video_id: str, why: str) -> None:
         """Tell every process AKOOL will not report ``video_id``: its handles fail."""
@@ -534,12 +552,19 @@ class Cluster:
         task.add_done_callback(self._side_tasks.discard)
 
 
+class _CallFailed:
+    """A results call failed (not refused): see ``Cluster._call``."""
+
+
+_FAILED: Final = _CallFailed()
+
+
 class _TickBudget:
     """The leader's ticks (every ``interval``) and request budget, as the local poller's.
 
     At most ``calls_per_tick()`` results calls a tick, and no more than the budget's calls
-    answered within any ``budget_window`` before the next starts. Non-blocking: ``wait()``
-    says how long to come back after, so the maintenance loop is never held up.
+    answered within any ``budget_window`` before the next starts: ``wait()`` says how long the
+    next call has to wait.
     """
 
     def __init__(self, policy: PollPolicy) -> None:
@@ -552,7 +577,8 @@ class _TickBudget:
         self._left: int | None = 0
         #: This tick's ids are those due by then (unix seconds, as Redis scores them).
         self.horizon = 0.0
-        #: When the next tick starts (unix seconds): when the ids this tick polls are due.
+        #: When the next tick starts (unix seconds): when the ids this tick polls are due (or
+        #: at once, if a tick overran it).
         self.next_tick_at = 0.0
 
     def start_tick_if_due(self) -> None:

@@ -386,22 +386,26 @@ async def test_fresh_ids_come_first_and_riders_fill_the_room(hub: RedisHub) -> N
     assert (["newest"], ["later"]) == await hub.pending.take_call(now, limit=2)
 
 
-async def test_a_fresh_id_is_handed_out_once_per_claim(hub: RedisHub, other: RedisHub) -> None:
+async def test_a_fresh_id_is_handed_out_once_per_claim(
+    hub: RedisHub, other: RedisHub, redis_url: str, redis_namespace: str
+) -> None:
     """An id stays fresh until polled, but a claimed one is not taken again; ids dropped
     before their first poll leave no trace that could crowd the fresh ones out."""
-    now = time.time()
-    await hub.pending.register(["gone"], due=now - 2)
-    await hub.pending.unregister(["gone"])
-    await hub.pending.register(["x", "y"], due=now - 1)
-    await hub.leader.maintain()
-    taken = [await hub.pending.take_call(now, limit=1) for _ in range(3)]
-    assert [(["x"], []), (["y"], []), ([], [])] == taken
-    # A webhook id registered late, then by another process as due now: fresh and due.
-    await hub.pending.register(["w"], due=now + 60)
-    await other.pending.register(["w"], due=now - 1)
-    assert ["w"] == await hub.pending.take_due(now)
-    await hub.pending.reschedule(["w"], due=now + 100)  # polled: not fresh any more
-    assert "w" not in await hub.pending.take_due(now + 61)
+    async with aioredis.Redis.from_url(redis_url) as raw:
+        now = time.time()
+        await hub.pending.register(["gone"], due=now - 2)
+        await hub.pending.unregister(["gone"])
+        assert [] == await raw.zrange(f"{redis_namespace}:fresh", 0, -1)
+        await hub.pending.register(["x", "y"], due=now - 1)
+        await hub.leader.maintain()
+        taken = [await hub.pending.take_call(now, limit=1) for _ in range(3)]
+        assert [(["x"], []), (["y"], []), ([], [])] == taken
+        # A webhook id registered late, then by another process as due now: fresh and due.
+        await hub.pending.register(["w"], due=now + 60)
+        await other.pending.register(["w"], due=now - 1)
+        assert ["w"] == await hub.pending.take_due(now)
+        await hub.pending.reschedule(["w"], due=now + 100)  # polled: not fresh any more
+        assert "w" not in await hub.pending.take_due(now + 61)
 
 
 async def test_an_id_stays_pending_while_any_process_waits(hub: RedisHub, other: RedisHub) -> None:

@@ -145,10 +145,12 @@ class PendingRegistry:
         if limit < 1:
             raise AkoolValueError("limit must be at least 1")
         at = time.time() if now is None else now
+        # Claimed past `at` too: ids claimed now must not count as due by a later horizon.
+        until = max(time.time(), at) + claim
         with self.connection.guard("take due ids"):
             taken = await self._scripts["TAKE_DUE"](
                 keys=[self.pending_key, self.leader.key, self.fresh_key],
-                args=[self.leader.token, at, limit, time.time() + claim, "1" if fill else "0"],
+                args=[self.leader.token, at, limit, until, "1" if fill else "0"],
             )
         if taken is None:
             self.leader.mark_lost()
@@ -157,17 +159,21 @@ class PendingRegistry:
         ids = [text(i) for i in taken[1:]]
         return ids[:due], ids[due:]
 
-    async def reschedule(self, ids: Iterable[str], due: float) -> None:
+    async def reschedule(self, ids: Iterable[str], due: float, *, polled: bool = True) -> None:
         """Set the next due time of ids still pending (ids dropped meanwhile stay dropped).
 
-        A rescheduled id has been polled: it is no longer fresh.
+        ``polled``: AKOOL answered for them, so they are no longer fresh. False (their call
+        failed): a fresh id keeps its place ahead of old ones, due at ``due``.
         """
         batch = _ids(ids)
         if not batch:
             return
         with self.connection.guard("reschedule pending ids") as client:
             await client.zadd(self.pending_key, dict.fromkeys(batch, due), xx=True)
-            await client.zrem(self.fresh_key, *batch)
+            if polled:
+                await client.zrem(self.fresh_key, *batch)
+            else:
+                await client.zadd(self.fresh_key, dict.fromkeys(batch, due), xx=True)
 
     async def drop_final(self, ids: Iterable[str]) -> None:
         """Stop polling ``ids`` (they are final); their waiters still unregister as usual."""
