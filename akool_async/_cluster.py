@@ -392,8 +392,13 @@ class Cluster:
                     # The search goes on in the refused half, if any.
                     ids, outcome = (halves[0], first) if first is not None else (halves[1], second)
                     continue
-            for video_id in ids:
-                await self._give_up(video_id, f"AKOOL refused to report it: {outcome}")
+            if isinstance(outcome, NotFoundError):
+                # "Not found" for the whole call: a miss for each id, as when an answer
+                # leaves an id out (one transient miss does not give it up).
+                await self._missed(ids)
+            else:
+                for video_id in ids:
+                    await self._give_up(video_id, f"AKOOL refused to report it: {outcome}")
             return True
         return outcome is not _FAILED
 
@@ -449,20 +454,27 @@ class Cluster:
             if status.is_terminal:
                 final.append(video_id)
                 self._published.pop(video_id, None)
+        if final:
+            await hub.pending.drop_final(final)
+        await self._missed([i for i in ids if i not in seen])
+        rest = [i for i in ids if i in seen and i not in final]
+        if rest:
+            await self._reschedule(rest)
+
+    async def _missed(self, ids: list[str]) -> None:
+        """AKOOL did not report ``ids``: given up after ``missing_polls`` misses in a row,
+        else due again at the next tick."""
+        again = []
         for video_id in ids:
-            if video_id in seen:
-                continue
             misses = self._misses[video_id] = self._misses.get(video_id, 0) + 1
             if misses > self._policy.missing_polls:
                 await self._give_up(
                     video_id, f"unknown to AKOOL (missing from {misses} results answers in a row)"
                 )
-                final.append(video_id)
-        if final:
-            await hub.pending.drop_final(final)
-        rest = [i for i in ids if i not in final]
-        if rest:
-            await self._reschedule(rest)
+            else:
+                again.append(video_id)
+        if again:
+            await self._reschedule(again)
 
     async def _reschedule(self, ids: list[str]) -> None:
         """Due again at the next tick, or after an id's own (slower) webhook cadence.

@@ -14,12 +14,22 @@ from typing import Any
 
 import pytest
 from _redis_server import RedisServer, dump_namespace
-from conftest import BUDGET_CALLS_PER_TICK, BUDGET_POLL, CREATE_ARGS, FAST_POLL, queued_ids
+from aiohttp import web
+from conftest import (
+    BUDGET_CALLS_PER_TICK,
+    BUDGET_POLL,
+    CREATE_ARGS,
+    FAST_POLL,
+    queued_ids,
+    serve_app,
+)
 
 from akool_async import AkoolClient, BudgetExceededError, NotFoundError, PollPolicy, RetryPolicy
 from akool_async._client import client_core
 from akool_async.redis import HubUnavailableError, RedisHub
 from akool_async.testing import FakeAkoolServer, sign_webhook
+
+RESULTS_PATH = "/api/open/v4/image2Video/resultsByIds"
 
 #: The leader polls every 50 ms; a lease lasts 1 s (renewed every 1/3 s).
 CLUSTER_POLL = PollPolicy(initial_delay=0.02, interval=0.05, max_interval=0.1, jitter=0.0)
@@ -47,7 +57,7 @@ async def cluster(
         client = AkoolClient(
             server.api_key,
             client_id=server.client_id,
-            base_url=server.url,
+            base_url=kwargs.pop("base_url", server.url),
             retry=RetryPolicy.fast(),
             hub=hub,
             **kwargs,
@@ -271,6 +281,41 @@ async def test_an_id_akool_does_not_know_fails_in_every_process(
         for handle in handles:
             with pytest.raises(NotFoundError, match="unknown to AKOOL"):
                 await handle.wait(timeout=20)
+
+
+async def test_a_whole_call_not_found_counts_as_a_miss_not_a_verdict(
+    cluster: MakeClient,
+) -> None:
+    """AKOOL answers 1008 (not found) for any call holding one id: the leader halves its way
+    to that id, counts a miss for it each tick and gives it up only after ``missing_polls``
+    misses, as for an id left out of answers; the healthy id beside it stays pending."""
+    ghost, alive = "0123456789abcdef01234567", "76543210fedcba9876543210"
+    asked: list[list[str]] = []
+    alive_asked = asyncio.Event()
+
+    async def results(request: web.Request) -> web.Response:
+        ids = (await request.json())["_ids"].split(",")
+        asked.append(ids)
+        if alive in ids:
+            alive_asked.set()
+        if ghost in ids:
+            return web.json_response({"code": 1008, "msg": "video not found"})
+        result = [{"_id": i, "status": 1} for i in ids]
+        return web.json_response({"code": 1000, "msg": "OK", "data": {"result": result}})
+
+    app = web.Application()
+    app.router.add_post(RESULTS_PATH, results)
+    async with serve_app(app) as url:
+        client = cluster(base_url=url, poll=FAST_POLL)
+        async with client:
+            lost, kept = client.image_to_video.handle(ghost), client.image_to_video.handle(alive)
+            with pytest.raises(NotFoundError, match="missing from"):
+                await lost.wait(timeout=20)
+            alive_asked.clear()
+            await asyncio.wait_for(alive_asked.wait(), 20)  # still polled afterwards
+            assert not kept.done()
+    alone = [ids for ids in asked if ids == [ghost]]
+    assert len(alone) == FAST_POLL.missing_polls + 1
 
 
 async def test_holds_that_never_settle_do_not_make_a_create_wait_forever(

@@ -121,7 +121,8 @@ class PendingRegistry:
         Ids never polled yet come first, then the earliest due: however many old ids are
         overdue, a new one is not kept waiting behind them. The ids taken are pushed
         ``claim`` seconds ahead so that nobody takes them again before ``reschedule()`` or
-        ``drop_final()``; if the leader dies mid-tick they come due again after ``claim``.
+        ``drop_final()`` (unless a process registers one again with an earlier due time); if
+        the leader dies mid-tick they come due again after ``claim``.
         Returns ``[]`` and makes this process a follower at once if the lease in Redis is not
         ours.
         """
