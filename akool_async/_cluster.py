@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from ._convert import read_status, structure
@@ -328,13 +328,25 @@ class Cluster:
         A task of its own, so that waiting for the request budget never holds up the
         heartbeat or the lease.
         """
+        leading = False
         while not self._closed:
             wait = _IDLE_STEP
             if self.hub.leader.is_leader:
+                if not leading:
+                    # Another leader polled meanwhile: what this process counted is stale.
+                    self._misses.clear()
+                    self._published.clear()
+                leading = True
                 try:
                     wait = await self._poll_due()
                 except AkoolError as exc:
                     logger.debug("hub polling step failed: %s", exc)
+                except Exception:
+                    # Keep polling: a leader that stopped would hold the lease with nobody
+                    # polling for the whole namespace.
+                    logger.exception("hub polling step crashed; polling goes on")
+            else:
+                leading = False
             await asyncio.sleep(wait)
 
     async def _poll_due(self) -> float:
@@ -348,6 +360,8 @@ class Cluster:
         ticks = self._ticks
         ticks.start_tick_if_due()
         while hub.leader.is_leader and ticks.calls_left():
+            # Wait for the budget before claiming ids, not while holding them.
+            await asyncio.sleep(ticks.wait())
             limit = policy.max_ids_per_request
             if policy.fill_calls:
                 # Riders (the ids due soonest after this tick) fill the room: a call costs
@@ -411,6 +425,9 @@ class Cluster:
         """
         ticks = self._ticks
         await asyncio.sleep(ticks.wait())
+        if not self.hub.leader.is_leader:
+            await self._poll_later(ids)  # the lease went while waiting: the next leader's
+            return _FAILED
         try:
             envelope = await self._transport.request(
                 "POST", RESULTS_PATH, json={"_ids": ",".join(ids)}
@@ -448,9 +465,11 @@ class Cluster:
             url = item.get("video_url") if isinstance(item.get("video_url"), str) else None
             if status is VideoStatus.COMPLETED and not url:
                 continue  # not done until it has a url: stays due
-            if self._published.get(video_id) != status:
-                self._published[video_id] = status
+            if self._published.get(video_id) != status or status.is_terminal:
+                # Marked only once Redis has it; a final status always goes (Redis ignores a
+                # repeat): an id must never be dropped without its news.
                 await hub.publish(video_id, int(status), url, item)
+                self._published[video_id] = status
             if status.is_terminal:
                 final.append(video_id)
                 self._published.pop(video_id, None)
@@ -495,9 +514,9 @@ class Cluster:
 
     async def _give_up(self, video_id: str, why: str) -> None:
         """Tell every process AKOOL will not report ``video_id``: its handles fail."""
+        await self.hub.publish(video_id, GIVEN_UP, None, {"_id": video_id, "error": why})
         self._misses.pop(video_id, None)
         self._published.pop(video_id, None)
-        await self.hub.publish(video_id, GIVEN_UP, None, {"_id": video_id, "error": why})
         await self.hub.pending.drop_final([video_id])
 
     # --- shared signals -------------------------------------------------------------------
@@ -554,7 +573,11 @@ class Cluster:
         if until is not None:
             await asyncio.sleep(max(0.0, until - time.time()))
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._closed:  # aclose() has already gathered the tasks it waits for
+            work.close()
+            return
+
         async def run() -> None:
             with contextlib.suppress(AkoolError):
                 await work

@@ -491,11 +491,12 @@ async def test_the_leader_first_polls_a_known_shape_near_when_it_can_be_done(
     async with client:
         (first,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
         await first
+        before = time.monotonic()  # the fake's clock
         (second,) = (await client.image_to_video.create_batch(**CREATE_ARGS)).handles
-        created = time.monotonic()  # the fake's clock
         await second
     polls = [c for c in server.calls("results") if second.id in ids_in(c)]
-    assert polls[0].started_at >= created + 0.5 * 0.55 - 0.01  # update_time is in whole ms
+    # Half of 0.55 s, less the half interval a tick takes ids early, less 2 ms (whole ms).
+    assert polls[0].started_at >= before + 0.5 * 0.55 - poll.interval / 2 - 0.002
 
 
 @pytest.mark.parametrize("max_credits", [None, 100.0])

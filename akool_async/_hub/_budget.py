@@ -13,6 +13,7 @@ command that reaches Redis.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 
@@ -63,7 +64,8 @@ class SharedBudget:
                     keys=[self.committed_key, self.open_key],
                     args=[reservation.id, repr(held), repr(limit)],
                 )
-        except HubUnavailableError:
+        except (HubUnavailableError, asyncio.CancelledError):
+            # Redis may have run it (or still may): never used, so given back next time.
             self._lost.append(reservation)
             raise
         return reservation if int(ok) else None
@@ -94,8 +96,13 @@ class SharedBudget:
     async def _give_back_lost(self) -> None:
         """Give back the reservations whose answer was lost (raises if Redis is still away)."""
         while self._lost:
-            await self._release(self._lost[0])
-            self._lost.pop(0)
+            # Off the list while in flight: another budget command may be giving back too.
+            reservation = self._lost.pop(0)
+            try:
+                await self._release(reservation)
+            except BaseException:
+                self._lost.insert(0, reservation)
+                raise
 
     async def charged(self) -> float:
         """Credits settled by every process of the namespace."""
