@@ -251,6 +251,15 @@ async def wait_for_a_held_script(admin: aioredis.Redis) -> None:
     raise AssertionError("no command reached the paused redis-server")
 
 
+async def cancel_a_create_held_in_redis(client: AkoolClient, admin: aioredis.Redis) -> None:
+    """Start a create, wait until its reservation waits in the paused server, cancel it."""
+    create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
+    await wait_for_a_held_script(admin)
+    create.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await create
+
+
 async def test_a_create_cancelled_while_redis_takes_its_hold_gives_the_hold_back(
     server: FakeAkoolServer, make_redis_server: Callable[..., RedisServer]
 ) -> None:
@@ -267,11 +276,7 @@ async def test_a_create_cancelled_while_redis_takes_its_hold_gives_the_hold_back
             assert (PRICE, 0.0) == await budget_becomes(redis_server.url, "cancel", (PRICE, 0.0))
             await pause_writes(admin)
             try:
-                create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
-                await wait_for_a_held_script(admin)
-                create.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await create
+                await cancel_a_create_held_in_redis(client, admin)
             finally:
                 await admin.client_unpause()
             budget = await budget_becomes(redis_server.url, "cancel", (PRICE, 0.0))
@@ -309,11 +314,7 @@ async def test_a_cancelled_create_whose_reservation_fails_ends_quietly(
             assert (PRICE, 0.0) == await budget_becomes(redis_server.url, "refused", (PRICE, 0.0))
             await pause_writes(admin)
             try:
-                create = asyncio.create_task(client.image_to_video.create_batch(**CREATE_ARGS))
-                await wait_for_a_held_script(admin)
-                create.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await create
+                await cancel_a_create_held_in_redis(client, admin)
                 await admin.config_set("maxmemory", 1)
             finally:
                 await admin.client_unpause()
