@@ -29,7 +29,6 @@ import contextlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,7 +45,7 @@ from ._errors import (
     UpstreamError,
 )
 from ._models import Video, VideoStatus
-from ._polling import RESULTS_PATH, Poller, result_items
+from ._polling import RESULTS_PATH, CallBudget, Poller, result_items
 from ._settings import PollPolicy
 from ._transport import RetryDetails, Transport
 
@@ -113,7 +112,10 @@ class Cluster:
         self._reregister = False
         self._published: dict[str, int] = {}
         self._misses: dict[str, int] = {}
-        self._ticks = _TickBudget(policy)
+        self._ticks = _Ticks(policy)
+        #: The request budget, counted as the local poller counts it (the hub's slow-down
+        #: holds the leader's polls, so nothing stretches its window).
+        self._budget = CallBudget(policy)
         self._started = False
         self._closed = False
         self._starting = asyncio.Lock()
@@ -359,27 +361,28 @@ class Cluster:
             return max(0.0, slowed - time.time())
         ticks = self._ticks
         ticks.start_tick_if_due()
+        limit = policy.max_ids_per_request
         while hub.leader.is_leader and ticks.calls_left():
-            # Wait for the budget before claiming ids, not while holding them.
-            await asyncio.sleep(ticks.wait())
-            limit = policy.max_ids_per_request
-            if policy.fill_calls:
-                # Riders (the ids due soonest after this tick) fill the room: a call costs
-                # the same with 1 id or 50.
-                due, riders = await hub.pending.take_call(ticks.horizon, limit, _CLAIM_SECONDS)
-            else:
-                due = await hub.pending.take_due(ticks.horizon, limit, _CLAIM_SECONDS)
-                riders = []
-            if not due:
-                break
-            if not await self._poll_chunk(due + riders):
+            # The budget's slot before the ids are claimed, not while holding them.
+            async with self._budget.slot(_no_stretch):
+                if policy.fill_calls:
+                    # Riders (the ids due soonest after this tick) fill the room: a call
+                    # costs the same with 1 id or 50.
+                    due, riders = await hub.pending.take_call(ticks.horizon, limit, _CLAIM_SECONDS)
+                else:
+                    due = await hub.pending.take_due(ticks.horizon, limit, _CLAIM_SECONDS)
+                    riders = []
+                if not due:
+                    break
+                outcome = await self._ask(due + riders)
+            if not await self._search(due + riders, outcome):
                 break
             if len(due) < limit:
                 break  # every due id was in that call
         return ticks.until_next()
 
-    async def _poll_chunk(self, ids: list[str]) -> bool:
-        """Poll ``ids``; when AKOOL refuses the call as a whole, find out whether one id is why.
+    async def _search(self, ids: list[str], outcome: AkoolAPIError | _CallFailed | None) -> bool:
+        """When AKOOL refused the call for ``ids`` as a whole, find out whether one id is why.
 
         As the local poller does: a refused call is halved and both halves asked again; the
         search goes on inside the refused half until the culprit stands alone, and if both
@@ -388,7 +391,6 @@ class Cluster:
         otherwise (a rate limit, AKOOL or the network down) ends the search, and what it has
         not asked yet waits for the next tick: returns False then.
         """
-        outcome = await self._call(ids)
         while isinstance(outcome, AkoolAPIError):
             if len(ids) > 1:
                 half = len(ids) // 2
@@ -417,14 +419,18 @@ class Cluster:
         return outcome is not _FAILED
 
     async def _call(self, ids: list[str]) -> AkoolAPIError | _CallFailed | None:
-        """One results call for ``ids``, once the budget allows.
+        """``_ask`` once the budget allows."""
+        async with self._budget.slot(_no_stretch):
+            return await self._ask(ids)
+
+    async def _ask(self, ids: list[str]) -> AkoolAPIError | _CallFailed | None:
+        """One results call for ``ids`` (counted in the tick).
 
         Returns AKOOL's refusal of the whole call (the ids are then still claimed: the caller
         decides), ``_FAILED`` when the call failed otherwise (the ids wait for the next tick),
         or None when the answer was handled.
         """
-        ticks = self._ticks
-        await asyncio.sleep(ticks.wait())
+        self._ticks.count_call()
         if not self.hub.leader.is_leader:
             await self._poll_later(ids)  # the lease went while waiting: the next leader's
             return _FAILED
@@ -442,8 +448,6 @@ class Cluster:
         else:
             await self._handle_answer(ids, items)
             return None
-        finally:
-            ticks.answered()
         # The same call would fail again now: the rest of this tick waits as well.
         logger.warning("cluster results call for %d ids failed: %s", len(ids), failure)
         await self._poll_later(ids)
@@ -594,20 +598,18 @@ class _CallFailed:
 _FAILED: Final = _CallFailed()
 
 
-class _TickBudget:
-    """The leader's ticks (every ``interval``) and request budget, as the local poller's.
+def _no_stretch() -> float:
+    """The budget window's factor for the leader (``CallBudget.slot``): always 1."""
+    return 1.0
 
-    At most ``calls_per_tick()`` results calls a tick, and no more than the budget's calls
-    answered within any ``budget_window`` before the next starts: ``wait()`` says how long the
-    next call has to wait.
-    """
+
+class _Ticks:
+    """The leader's ticks (every ``interval``): at most ``calls_per_tick()`` results calls
+    each, as in the local poller."""
 
     def __init__(self, policy: PollPolicy) -> None:
         self._interval = policy.interval
         self._per_tick = policy.calls_per_tick()
-        budget = policy.budget()
-        self._slots, self._window = budget if budget else (0, 0.0)
-        self._answers: deque[float] = deque()
         self._next_tick = 0.0
         self._left: int | None = 0
         #: This tick's ids are those due by then (unix seconds, as Redis scores them).
@@ -632,22 +634,9 @@ class _TickBudget:
     def calls_left(self) -> bool:
         return self._left is None or self._left > 0
 
-    def wait(self) -> float:
-        """Seconds until the budget lets the next call start (0: now)."""
-        if not self._slots:
-            return 0.0
-        now = time.monotonic()
-        while self._answers and self._answers[0] <= now - self._window:
-            self._answers.popleft()
-        if len(self._answers) < self._slots:
-            return 0.0
-        return self._answers[0] + self._window - now
-
-    def answered(self) -> None:
+    def count_call(self) -> None:
         if self._left is not None:
             self._left -= 1
-        if self._slots:
-            self._answers.append(time.monotonic())
 
     def until_next(self) -> float:
         return max(0.0, self._next_tick - time.monotonic())

@@ -180,7 +180,7 @@ def next_wake(entries: Iterable[Schedulable], *, fill: bool, next_full: float) -
     return min(wake, next_full) if cadence else wake
 
 
-class _CallBudget:
+class CallBudget:
     """At most ``calls`` results calls per ``window`` seconds, counted from each answer.
 
     Counting from the answer rather than the send means the server sees the budget kept
@@ -425,7 +425,7 @@ class Poller:
         self._unknown_statuses = 0
         self._thinned = 0
         self._hinted = 0
-        self._budget = _CallBudget(policy)
+        self._budget = CallBudget(policy)
         self._next_full = 0.0
         #: The quickest video seen per shape (model, resolution, length), in seconds.
         self._quickest: dict[tuple[str | None, str, int], float] = {}
